@@ -1,0 +1,147 @@
+"""Settings: the pydantic schema of `config.toml`, with the embedded defaults.
+
+Every key has a default, so the gateway starts with no file at all; the shipped
+`config.toml` spells the same defaults out. Settings are frozen: a request
+keeps the object it started with.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Mode = Literal["listwise", "pointwise"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0)
+
+
+class LimitsSettings(_Section):
+    max_documents: int = Field(100, gt=0)
+    # Past this share of failed LLM calls a request fails (502/504) instead of
+    # returning a ranking that is mostly fallback order.
+    max_failed_call_ratio: float = Field(0.5, ge=0, le=1)
+
+
+class CacheSettings(_Section):
+    enabled: bool = True
+    ttl_seconds: float = Field(3600, gt=0)
+    max_entries: int = Field(10_000, gt=0)
+
+
+class ListwiseSettings(_Section):
+    window: int = Field(20, ge=2)
+    step: int = Field(10, ge=1)
+    max_passage_tokens: int = Field(300, gt=0)
+    prompt: str = "listwise"
+
+    @model_validator(mode="after")
+    def _step_fits_window(self) -> ListwiseSettings:
+        if self.step >= self.window:
+            raise ValueError("step must be smaller than window, or windows would not overlap")
+        return self
+
+
+class PointwiseSettings(_Section):
+    max_label: int = Field(3, ge=1, le=9)
+    concurrency: int = Field(16, ge=1)
+    top_logprobs: int = Field(10, ge=1, le=20)
+    max_passage_tokens: int = Field(512, gt=0)
+    prompt: str = "pointwise"
+
+
+class ModelSettings(_Section):
+    """One model alias: which LLM answers and how to reach it."""
+
+    litellm_model: str
+    api_base: str | None = None
+    api_base_env: str | None = None
+    api_key_env: str | None = None
+    mode: Mode = "listwise"
+    logprobs: bool = False
+    input_cost_per_million: float = Field(0.0, ge=0)
+    output_cost_per_million: float = Field(0.0, ge=0)
+    timeout_seconds: float = Field(60.0, gt=0)
+    context_window: int = Field(8192, gt=256)
+    encoding: str | None = None  # tiktoken encoding; guessed from the model name when unset
+
+    def resolved_api_base(self) -> str | None:
+        if self.api_base_env and os.environ.get(self.api_base_env):
+            return os.environ[self.api_base_env]
+        return self.api_base
+
+    def resolved_api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+def _default_models() -> dict[str, ModelSettings]:
+    return {
+        "gpt-4-turbo-preview": ModelSettings(
+            litellm_model="openai/gpt-4-turbo-preview",
+            api_base_env="OPENAI_BASE_URL",
+            api_key_env="OPENAI_API_KEY",
+            mode="listwise",
+            logprobs=True,
+            input_cost_per_million=10.0,
+            output_cost_per_million=30.0,
+            timeout_seconds=60.0,
+            context_window=128_000,
+            encoding="cl100k_base",
+        )
+    }
+
+
+class Settings(_Section):
+    default_model: str = "gpt-4-turbo-preview"
+    prompts_dir: str | None = None  # the prompts/ shipped with the gateway when unset
+    server: ServerSettings = ServerSettings()
+    limits: LimitsSettings = LimitsSettings()
+    cache: CacheSettings = CacheSettings()
+    listwise: ListwiseSettings = ListwiseSettings()
+    pointwise: PointwiseSettings = PointwiseSettings()
+    models: dict[str, ModelSettings] = Field(default_factory=_default_models)
+
+    @model_validator(mode="after")
+    def _default_model_exists(self) -> Settings:
+        if self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} is not one of the [models] aliases")
+        return self
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file, key and reason."""
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read and validate a config file; no path means the embedded defaults."""
+    if path is None:
+        return Settings()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+    if settings.prompts_dir and not Path(settings.prompts_dir).is_absolute():
+        # Relative prompt directories are relative to the config file, not the cwd.
+        settings = settings.model_copy(update={"prompts_dir": str(path.parent / settings.prompts_dir)})
+    return settings

@@ -1,0 +1,77 @@
+"""Every error the gateway answers with, and the HTTP status it carries.
+
+    GatewayError
+    ├── InvalidRequest         400  bad JSON, bad fields, too many documents
+    ├── PayloadTooLarge        413  body over server.max_body_bytes
+    ├── ModelNotFound          404  a model name that no alias matches
+    ├── ModelUnavailable       503  the alias is configured but cannot be used (missing key)
+    └── UpstreamError          502  the LLM failed or answered nothing usable
+        └── UpstreamTimeout    504  the LLM did not answer in time
+
+The body is OpenAI's error object, with `message` and `detail` repeated at the
+top level because Cohere clients read `message` and Jina/Voyage clients read
+`detail`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status_code = 500
+    error_type = "api_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        return error_body(self.message, self.error_type, self.code, self.param)
+
+
+def error_body(message: str, error_type: str, code: str, param: str | None = None) -> dict[str, Any]:
+    return {
+        "error": {"message": message, "type": error_type, "code": code, "param": param},
+        "message": message,
+        "detail": message,
+    }
+
+
+class InvalidRequest(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class PayloadTooLarge(GatewayError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class ModelNotFound(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class ModelUnavailable(GatewayError):
+    status_code = 503
+    error_type = "api_error"
+    code = "model_unavailable"
+
+
+class UpstreamError(GatewayError):
+    status_code = 502
+    error_type = "api_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"

@@ -1,0 +1,175 @@
+"""The seam between ranking strategies and chat models.
+
+Strategies see a `ChatClient`: one `complete(request) -> reply` call. The real
+one goes through `litellm.acompletion`; `MockChatClient` answers in process for
+unit tests, the way httpx's `MockTransport` stands in for the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import litellm
+
+from gateway.config import ModelSettings
+from gateway.errors import ModelUnavailable, UpstreamError, UpstreamTimeout
+
+litellm.suppress_debug_info = True
+litellm.drop_params = False  # a dropped `logprobs` would silently turn scores into guesses
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[Message]
+    max_tokens: int
+    top_logprobs: int = 0  # 0: do not ask for logprobs
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    # Alternatives for the first generated token, most likely first; empty when
+    # the model returned no logprobs.
+    top_logprobs: list[tuple[str, float]] = field(default_factory=list)
+    prompt_tokens: int | None = None  # None: the upstream did not report usage
+    completion_tokens: int | None = None
+
+
+class ChatClient(Protocol):
+    async def complete(self, request: ChatRequest) -> ChatReply: ...
+
+    def unavailable_reason(self) -> str | None: ...
+
+
+class MockChatClient:
+    """Answers every request with `handler(request)`; records what it was asked."""
+
+    def __init__(self, handler: Callable[[ChatRequest], ChatReply | Awaitable[ChatReply]]) -> None:
+        self.handler = handler
+        self.requests: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        self.requests.append(request)
+        reply = self.handler(request)
+        if isinstance(reply, Awaitable):
+            reply = await reply
+        return reply
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+
+class LiteLLMChatClient:
+    """Calls one configured model through `litellm.acompletion`.
+
+    Every argument comes from server-side config; nothing a client sends can
+    reach `api_base`, `api_key` or extra LiteLLM parameters. The SDK's hidden
+    retries are off (`max_retries=0`) so retry policy lives in one place.
+    """
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.api_base = settings.resolved_api_base()
+        self.api_key = settings.resolved_api_key()
+        register_prices(settings)
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        kwargs: dict[str, Any] = {
+            "model": self.settings.litellm_model,
+            "messages": request.messages,
+            "temperature": 0,
+            "max_tokens": request.max_tokens,
+            "timeout": self.settings.timeout_seconds,
+            "max_retries": 0,
+            "api_base": self.api_base,
+            "api_key": self._key(),
+        }
+        if request.top_logprobs:
+            kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except (litellm.Timeout, asyncio.TimeoutError) as exc:
+            raise UpstreamTimeout(
+                f"upstream model timed out after {self.settings.timeout_seconds:g}s"
+            ) from exc
+        except Exception as exc:  # LiteLLM maps every provider failure onto its own tree
+            raise UpstreamError(self.describe(exc)) from exc
+        return _reply(response)
+
+    def unavailable_reason(self) -> str | None:
+        """Why this model cannot be called at all, or None when it can."""
+        if self.api_key or self.api_base or not self.settings.api_key_env:
+            return None
+        return (
+            f"model {self.settings.litellm_model!r} needs an API key: "
+            f"environment variable {self.settings.api_key_env} is not set"
+        )
+
+    def _key(self) -> str | None:
+        reason = self.unavailable_reason()
+        if reason:
+            raise ModelUnavailable(reason)
+        # Self-hosted OpenAI-compatible servers rarely check the key, but the SDK wants one.
+        return self.api_key or ("no-key" if self.api_base else None)
+
+    def describe(self, exc: Exception) -> str:
+        """The upstream's reason, without LiteLLM's prefixes or anything key-like."""
+        status = getattr(exc, "status_code", None)
+        reason = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc)) or type(exc).__name__
+        where = f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
+        return f"upstream model {self.settings.litellm_model} failed ({where}): {self.scrub(reason)}"
+
+    def scrub(self, message: str) -> str:
+        """Drop anything that looks like a credential from an upstream message."""
+        if self.api_key:
+            message = message.replace(self.api_key, "***")
+        return _KEYLIKE.sub("***", message)[:2000]
+
+
+_LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+: )?(\w+Exception - )?")
+_KEYLIKE = re.compile(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-*]{6,}")
+
+
+def _reply(response: Any) -> ChatReply:
+    choice = response.choices[0]
+    text = (choice.message.content or "") if choice.message else ""
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None) or None
+    completion = getattr(usage, "completion_tokens", None)
+    if prompt is None:
+        completion = None
+    return ChatReply(text, _first_token_logprobs(choice), prompt, completion)
+
+
+def _first_token_logprobs(choice: Any) -> list[tuple[str, float]]:
+    logprobs = _get(choice, "logprobs")
+    content = _get(logprobs, "content") if logprobs is not None else None
+    if not content:
+        return []
+    alternatives = _get(content[0], "top_logprobs") or []
+    pairs = [(str(_get(alt, "token")), float(_get(alt, "logprob"))) for alt in alternatives]
+    return sorted(pairs, key=lambda pair: pair[1], reverse=True)
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def register_prices(settings: ModelSettings) -> None:
+    """Tell LiteLLM the model's price so it stops searching its map on every call."""
+    provider, _, name = settings.litellm_model.partition("/")
+    if not name:
+        return
+    entry = {
+        "input_cost_per_token": settings.input_cost_per_million / 1e6,
+        "output_cost_per_token": settings.output_cost_per_million / 1e6,
+        "litellm_provider": provider,
+        "mode": "chat",
+    }
+    litellm.register_model({name: entry, settings.litellm_model: entry})

@@ -1,0 +1,89 @@
+"""HTTP edge: bodies in, JSON out, and every error as a JSON error object."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
+from gateway.protocol import parse_rerank_request
+from gateway.service import RerankService
+
+logger = logging.getLogger("gateway")
+
+
+async def rerank(request: Request) -> Response:
+    service: RerankService = request.app.state.service
+    body = await read_json(request, service.settings.server.max_body_bytes)
+    rerank_request = parse_rerank_request(body, max_documents=service.settings.limits.max_documents)
+    response, hit = await service.rerank(rerank_request)
+    return JSONResponse(
+        response.model_dump(exclude_none=True), headers={"x-cache": "HIT" if hit else "MISS"}
+    )
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def list_models(request: Request) -> Response:
+    service: RerankService = request.app.state.service
+    data = [
+        {
+            "id": alias,
+            "object": "model",
+            "owned_by": "rerank-gateway",
+            "llm_model": runtime.settings.litellm_model,
+            "mode": runtime.settings.mode,
+            "default": alias == service.settings.default_model,
+            "available": runtime.chat.unavailable_reason() is None,
+        }
+        for alias, runtime in service.models.items()
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The decoded body, refusing more than `limit` bytes before reading them all."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+async def gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    if exc.status_code >= 500:
+        logger.warning("%s %s -> %d %s: %s", request.method, request.url.path, exc.status_code, exc.code,
+                       exc.message)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = error_body(f"{request.method} {request.url.path}: {exc.detail}", "invalid_request_error", code)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    body = error_body("internal error", "api_error", "internal_error")
+    return JSONResponse(body, status_code=500)

@@ -1,0 +1,126 @@
+"""Shared fixtures: a fake OpenAI-compatible upstream, and the gateway in a real uvicorn process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fake_upstream import FakeUpstream, Judge, ServerThread
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_KEY = "sk-fake-upstream-key-0123456789"
+
+# (alias, fake model name, mode, extra TOML lines)
+ALIASES = [
+    ("judge", "judge", "listwise", ""),
+    ("judge-pointwise", "judge", "pointwise", ""),
+    ("judge-nologprobs", "judge", "pointwise", "logprobs = false"),
+    ("judge-nousage", "judge-nousage", "listwise", ""),
+    ("reverse", "reverse", "listwise", ""),
+    ("garbage", "garbage", "listwise", ""),
+    ("garbage-pointwise", "garbage", "pointwise", ""),
+    ("chatty", "chatty", "listwise", ""),
+    ("fail500", "fail500", "listwise", ""),
+    ("fail401", "fail401", "listwise", ""),
+    ("partial", "partial", "pointwise", ""),
+    ("slow", "slow", "listwise", "timeout_seconds = 0.5"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, upstream_port: int, extra: str = "") -> Path:
+    lines = [
+        'default_model = "judge"',
+        "[server]\nmax_body_bytes = 200000",
+        "[cache]\nenabled = true",
+        extra,
+    ]
+    for alias, fake_model, mode, more in ALIASES:
+        lines.append(
+            f'[models."{alias}"]\nlitellm_model = "openai/{fake_model}"\n'
+            f'api_base = "http://127.0.0.1:{upstream_port}/v1"\napi_key_env = "FAKE_UPSTREAM_KEY"\n'
+            f'mode = "{mode}"\ninput_cost_per_million = 10.0\n'
+            f"output_cost_per_million = 30.0\ncontext_window = 16000\n{more or 'logprobs = true'}"
+        )
+    path.write_text("\n\n".join(lines))
+    return path
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream(Judge())
+    with ServerThread(fake.app, free_port()) as server:
+        fake.port = server.port  # type: ignore[attr-defined]
+        yield fake
+
+
+class GatewayProcess:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        env = {**os.environ, "FAKE_UPSTREAM_KEY": FAKE_KEY, "NO_PROXY": "127.0.0.1,localhost"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gateway did not become healthy:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    tmp = tmp_path_factory.mktemp("gateway")
+    config = write_config(tmp / "config.toml", upstream.port)  # type: ignore[attr-defined]
+    process = GatewayProcess(config, tmp / "gateway.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture
+def upstream_calls(upstream: FakeUpstream):  # noqa: ANN201
+    """Reads how many chat calls the fake upstream received since the test started."""
+    start = sum(upstream.calls.values())
+    return lambda: sum(upstream.calls.values()) - start
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
