@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # LiteLLM logs every call at INFO; the gateway logs what matters itself.
-    logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+    # LiteLLM logs every call at INFO and price-map notes at WARNING; the
+    # gateway reports upstream failures itself.
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)
     try:
         settings = load_settings(args.config)
         return _serve(settings, args.host, args.port, args.log_level)

@@ -25,7 +25,7 @@ from gateway.tokens import count_messages, truncate
 # A document whose call or parse failed scores this, and sorts after every
 # document that was scored.
 FALLBACK_SCORE = 0.0
-_LABEL = re.compile(r"(?<![\d.])\d+(?![\d.])")
+_LABEL = re.compile(r"(?<!\d)(?<!\d\.)\d+(?!\d|\.\d)")  # an integer, not part of a decimal
 _TOKEN_NOISE = " \t\n\"'*`.:()[]{}"
 
 

@@ -123,7 +123,9 @@ class FakeUpstream:
             grade = self.judge.grade(query, passage)
             if model == "reverse":
                 grade = 3 - grade
-            text = "I cannot help with that." if model == "garbage" else str(grade)
+            text = str(grade)
+            if model == "garbage":
+                text, grade = "I cannot help with that.", None
         return JSONResponse(_completion(body, text, grade, usage=model != "judge-nousage"))
 
     def _rank(self, model: str, messages: list[dict[str, str]], passages: list[dict[str, str]]) -> str:

@@ -1,0 +1,183 @@
+"""Process management shared by the benchmarks: the fake upstream and the gateway as real processes.
+
+Everything binds 127.0.0.1. Children are started with a parent-death signal and
+stopped in `finally`, so neither an error, Ctrl-C nor SIGTERM leaves servers behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY_ENV = "BENCH_UPSTREAM_KEY"
+FAKE_KEY = "sk-bench-fake-upstream-0000000000"
+ALIASES = {"listwise": "judge-listwise", "pointwise": "judge-pointwise"}
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, KEY_ENV: FAKE_KEY, **extra}
+    # A proxy in the environment must not capture loopback traffic.
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def write_config(path: Path, upstream_port: int, *, cache: bool = False) -> Path:
+    """One alias per mode, all pointing at the fake "judge" model."""
+    parts = [f'default_model = "{ALIASES["listwise"]}"', f"[cache]\nenabled = {str(cache).lower()}"]
+    for mode, alias in ALIASES.items():
+        parts.append(
+            f'[models."{alias}"]\nlitellm_model = "openai/judge"\n'
+            f'api_base = "http://127.0.0.1:{upstream_port}/v1"\napi_key_env = "{KEY_ENV}"\n'
+            f'mode = "{mode}"\nlogprobs = true\ncontext_window = 128000'
+        )
+    path.write_text("\n\n".join(parts) + "\n")
+    return path
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if the benchmark is SIGKILLed,
+    # the kernel still terminates its servers.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`python <args>` from the repo root, in its own session so Ctrl-C reaches only us."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=env or child_env(), stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, path: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(trust_env=False, timeout=2) as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited early (code {self.process.returncode}):\n"
+                                       f"{self.log_tail()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get(self.url + path).status_code == 200:
+                        return
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout:g}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_fake_upstream(workdir: Path) -> Server:
+    port = free_port()
+    server = Server("fake upstream", spawn(["-m", "tests.fake_upstream", "--port", str(port)],
+                                           workdir / "fake_upstream.log"), port, workdir / "fake_upstream.log")
+    return server
+
+
+def start_gateway(config: Path, workdir: Path, log_level: str = "info") -> Server:
+    port = free_port()
+    log = workdir / "gateway.log"
+    args = ["-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--host", "127.0.0.1",
+            "--log-level", log_level]
+    return Server("gateway", spawn(args, log), port, log)
+
+
+@dataclass
+class Stack:
+    upstream: Server
+    gateway: Server
+    config: Path
+    workdir: Path
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so `finally` blocks stop the children."""
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def running_stack(log_level: str = "info", keep_logs: bool = False) -> Iterator[Stack]:
+    """Fake upstream + gateway (cache disabled), both healthy; stopped on exit whatever happens."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sigterm_as_exit())
+        workdir = Path(tempfile.mkdtemp(prefix="rerank-bench-"))
+        if not keep_logs:
+            stack.callback(_remove_dir, workdir)
+        upstream = start_fake_upstream(workdir)
+        stack.callback(upstream.stop)
+        upstream.wait_ready("/stats")
+        config = write_config(workdir / "config.toml", upstream.port, cache=False)
+        gateway = start_gateway(config, workdir, log_level)
+        stack.callback(gateway.stop)
+        gateway.wait_ready("/health")
+        yield Stack(upstream, gateway, config, workdir)
+
+
+def _remove_dir(path: Path) -> None:
+    for child in path.iterdir():
+        child.unlink(missing_ok=True)
+    path.rmdir()
+
+
+def process_cpu_seconds(pid: int | str = "self") -> float:
+    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name may contain spaces; fields after it are fixed.
+    fields = stat[stat.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
