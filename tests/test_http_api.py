@@ -190,7 +190,9 @@ def test_upstream_errors_carry_the_reason_but_never_the_key(client: httpx.Client
     message = rerank(client, query="q", model="fail401").json()["error"]["message"]
     assert "HTTP 401" in message and "Incorrect API key provided" in message
     assert "sk-" not in message
-    assert FAKE_KEY not in gateway.log.read_text()
+    log = gateway.log.read_text()
+    assert FAKE_KEY not in log
+    assert not any(doc in log for doc in DOCS), "document text must not be logged"
 
 
 @pytest.mark.parametrize(
