@@ -26,7 +26,9 @@ def create_app(settings: Settings | None = None, service: RerankService | None =
 
     app = Starlette(
         routes=[
-            Route("/v1/rerank", routes.rerank, methods=["POST"]),
+            *(Route(path, routes.rerank_endpoint("union"), methods=["POST"]) for path in routes.RERANK_PATHS),
+            Route("/infinity/rerank", routes.rerank_endpoint("infinity"), methods=["POST"]),
+            Route("/tei/rerank", routes.rerank_endpoint("tei"), methods=["POST"]),
             Route("/health", routes.health, methods=["GET"]),
             Route("/v1/models", routes.list_models, methods=["GET"]),
         ],

@@ -7,6 +7,7 @@ keeps the object it started with.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import tomllib
 from pathlib import Path
@@ -102,6 +103,23 @@ def _default_models() -> dict[str, ModelSettings]:
     }
 
 
+# The model names rerank clients are written with, mapped to the default
+# model so that swapping the base URL is all it takes. Families only: a name
+# that matches nothing is still model_not_found.
+DEFAULT_MODEL = "default"  # a model_names target meaning "whatever default_model is"
+
+
+def _default_model_names() -> dict[str, str]:
+    return {
+        "rerank-*": DEFAULT_MODEL,  # Cohere rerank-v3.5, rerank-english-v3.0; Voyage rerank-2; assisters rerank-v1
+        "jina-reranker*": DEFAULT_MODEL,  # jina-reranker-v2-base-multilingual, jina-reranker-m0
+        "bge-reranker*": DEFAULT_MODEL,  # bge-reranker-v2 (assisters), bge-reranker-large
+        "BAAI/bge-reranker*": DEFAULT_MODEL,  # BAAI/bge-reranker-v2-m3 (TEI, vLLM, Infinity)
+        "assisters-rerank-*": DEFAULT_MODEL,
+        "default/not-specified": DEFAULT_MODEL,  # what infinity_client sends when no model is given
+    }
+
+
 class Settings(_Section):
     default_model: str = "gpt-4-turbo-preview"
     prompts_dir: str | None = None  # the prompts/ shipped with the gateway when unset
@@ -111,12 +129,34 @@ class Settings(_Section):
     listwise: ListwiseSettings = ListwiseSettings()
     pointwise: PointwiseSettings = PointwiseSettings()
     models: dict[str, ModelSettings] = Field(default_factory=_default_models)
+    # Client-side model name (exact, or a glob such as "rerank-*") -> model alias.
+    model_names: dict[str, str] = Field(default_factory=_default_model_names)
 
     @model_validator(mode="after")
-    def _default_model_exists(self) -> Settings:
+    def _aliases_exist(self) -> Settings:
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not one of the [models] aliases")
+        if DEFAULT_MODEL in self.models:
+            raise ValueError(f"{DEFAULT_MODEL!r} is reserved in model_names and cannot be a model alias")
+        for name, target in self.model_names.items():
+            if target != DEFAULT_MODEL and target not in self.models:
+                raise ValueError(f"model_names[{name!r}] = {target!r} is not one of the [models] aliases")
         return self
+
+    def resolve_model(self, name: str | None) -> str | None:
+        """The alias serving `name`: an alias itself, an exact entry, then globs in file order."""
+        if not name:
+            return self.default_model
+        if name in self.models:
+            return name
+        target = self.model_names.get(name)
+        if target is None:
+            target = next(
+                (t for pattern, t in self.model_names.items() if fnmatch.fnmatchcase(name, pattern)), None
+            )
+        if target is None:
+            return None
+        return self.default_model if target == DEFAULT_MODEL else target
 
 
 class ConfigError(ValueError):

@@ -18,7 +18,7 @@ from gateway.errors import UpstreamError
 from gateway.llm import ChatClient, ChatRequest, Message
 from gateway.prompts import Prompt
 from gateway.ranking import CallStats, Ranking, clean_answer, linear_scores
-from gateway.sanitize import neutralize
+from gateway.sanitize import instruction_line, neutralize
 from gateway.tokens import count_messages, truncate
 
 _BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
@@ -32,6 +32,7 @@ _MIN_PASSAGE_TOKENS = 16
 class ListwiseJob:
     query: str
     passages: list[str]  # already neutralized and truncated
+    instruction: str = ""
 
 
 def window_spans(n: int, window: int, step: int) -> list[tuple[int, int]]:
@@ -46,18 +47,20 @@ def window_spans(n: int, window: int, step: int) -> list[tuple[int, int]]:
         end -= step
 
 
-def build_messages(prompt: Prompt, query: str, passages: list[str]) -> list[Message]:
+def build_messages(prompt: Prompt, query: str, passages: list[str], instruction: str = "") -> list[Message]:
     """RankGPT's conversation: one user turn per passage, each acknowledged."""
     num = len(passages)
     messages = [
         {"role": "system", "content": prompt.render("system")},
-        {"role": "user", "content": prompt.render("prefix", num=num, query=query)},
+        {"role": "user", "content": prompt.render("prefix", num=num, query=query, instruction=instruction)},
         {"role": "assistant", "content": prompt.render("prefix_ack")},
     ]
     for i, text in enumerate(passages, start=1):
         messages.append({"role": "user", "content": prompt.render("passage", id=i, text=text)})
         messages.append({"role": "assistant", "content": prompt.render("passage_ack", id=i)})
-    messages.append({"role": "user", "content": prompt.render("suffix", num=num, query=query)})
+    messages.append(
+        {"role": "user", "content": prompt.render("suffix", num=num, query=query, instruction=instruction)}
+    )
     return messages
 
 
@@ -85,13 +88,16 @@ def parse_permutation(text: str, n: int) -> tuple[list[int], bool]:
 
 
 def passage_budget(
-    enc: tiktoken.Encoding, prompt: Prompt, query: str, settings: ListwiseSettings, context_window: int
+    enc: tiktoken.Encoding, prompt: Prompt, query: str, settings: ListwiseSettings, context_window: int,
+    instruction: str = "",
 ) -> int:
     """Tokens each passage may use so a full window fits the model's context."""
     window = settings.window
-    skeleton = count_messages(enc, build_messages(prompt, query, [""] * window))
+    skeleton = count_messages(enc, build_messages(prompt, query, [""] * window, instruction))
     room = context_window - skeleton - output_tokens(window)
-    return max(_MIN_PASSAGE_TOKENS, min(settings.max_passage_tokens, room // window))
+    # The floor keeps passages readable in a tiny context; a lower configured or
+    # client-requested budget still wins.
+    return min(settings.max_passage_tokens, max(_MIN_PASSAGE_TOKENS, room // window))
 
 
 def output_tokens(window: int) -> int:
@@ -100,11 +106,12 @@ def output_tokens(window: int) -> int:
 
 def prepare(
     enc: tiktoken.Encoding, prompt: Prompt, query: str, texts: list[str],
-    settings: ListwiseSettings, context_window: int,
+    settings: ListwiseSettings, context_window: int, instruction: str | None = None,
 ) -> ListwiseJob:
     query = truncate(enc, neutralize(query), context_window // 4)
-    budget = passage_budget(enc, prompt, query, settings, context_window)
-    return ListwiseJob(query, [truncate(enc, neutralize(t), budget) for t in texts])
+    extra = instruction_line(enc, instruction, context_window)
+    budget = passage_budget(enc, prompt, query, settings, context_window, extra)
+    return ListwiseJob(query, [truncate(enc, neutralize(t), budget) for t in texts], extra)
 
 
 async def rank_listwise(
@@ -117,7 +124,7 @@ async def rank_listwise(
     if n > 1:
         for start, end in window_spans(n, settings.window, settings.step):
             window = order[start:end]
-            messages = build_messages(prompt, job.query, [job.passages[i] for i in window])
+            messages = build_messages(prompt, job.query, [job.passages[i] for i in window], job.instruction)
             request = ChatRequest(messages, max_tokens=output_tokens(len(window)))
             try:
                 reply = await chat.complete(request)

@@ -19,7 +19,7 @@ from gateway.errors import UpstreamError
 from gateway.llm import ChatClient, ChatReply, ChatRequest, Message
 from gateway.prompts import Prompt
 from gateway.ranking import CallStats, Ranking, clean_answer
-from gateway.sanitize import neutralize
+from gateway.sanitize import instruction_line, neutralize
 from gateway.tokens import count_messages, truncate
 
 # A document whose call or parse failed scores this, and sorts after every
@@ -38,11 +38,14 @@ def check_labels(prompt: Prompt, max_label: int) -> None:
         )
 
 
-def build_messages(prompt: Prompt, query: str, text: str, max_label: int) -> list[Message]:
+def build_messages(
+    prompt: Prompt, query: str, text: str, max_label: int, instruction: str = ""
+) -> list[Message]:
     scale = "\n".join(f"{k} = {prompt.labels[k]}" for k in sorted(prompt.labels))
+    user = prompt.render("user", query=query, text=text, max_label=max_label, instruction=instruction)
     return [
         {"role": "system", "content": prompt.render("system", max_label=max_label, scale=scale)},
-        {"role": "user", "content": prompt.render("user", query=query, text=text, max_label=max_label)},
+        {"role": "user", "content": user},
     ]
 
 
@@ -82,14 +85,16 @@ def score_reply(reply: ChatReply, max_label: int) -> float | None:
 
 def prepare(
     enc: tiktoken.Encoding, prompt: Prompt, query: str, texts: list[str],
-    settings: PointwiseSettings, context_window: int,
+    settings: PointwiseSettings, context_window: int, instruction: str | None = None,
 ) -> list[list[Message]]:
     """One conversation per document, each passage cut to fit the context."""
     query = truncate(enc, neutralize(query), context_window // 4)
-    skeleton = count_messages(enc, build_messages(prompt, query, "", settings.max_label))
-    budget = max(16, min(settings.max_passage_tokens, context_window - skeleton - 8))
+    extra = instruction_line(enc, instruction, context_window)
+    skeleton = count_messages(enc, build_messages(prompt, query, "", settings.max_label, extra))
+    budget = min(settings.max_passage_tokens, max(16, context_window - skeleton - 8))
     return [
-        build_messages(prompt, query, truncate(enc, neutralize(t), budget), settings.max_label) for t in texts
+        build_messages(prompt, query, truncate(enc, neutralize(t), budget), settings.max_label, extra)
+        for t in texts
     ]
 
 

@@ -14,10 +14,12 @@ from string import Template
 
 from gateway.config import ConfigError
 
+# The placeholders each template may use. `instruction` is "" unless the
+# client sent one, in which case it is "\nInstruction: <text>".
 _REQUIRED = {
-    "listwise": {"system": set(), "prefix": {"num", "query"}, "prefix_ack": set(),
-                 "passage": {"id", "text"}, "passage_ack": {"id"}, "suffix": {"num", "query"}},
-    "pointwise": {"system": {"max_label", "scale"}, "user": {"query", "text", "max_label"}},
+    "listwise": {"system": set(), "prefix": {"num", "query", "instruction"}, "prefix_ack": set(),
+                 "passage": {"id", "text"}, "passage_ack": {"id"}, "suffix": {"num", "query", "instruction"}},
+    "pointwise": {"system": {"max_label", "scale"}, "user": {"query", "text", "max_label", "instruction"}},
 }
 
 

@@ -10,21 +10,31 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway import dialects
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
 from gateway.protocol import parse_rerank_request
 from gateway.service import RerankService
 
 logger = logging.getLogger("gateway")
 
+# Every path real rerank clients call, including the two that common
+# misconfigurations produce (LiteLLM's cohere/ with api_base=.../v1 posts to
+# /v1/v2/rerank; the cohere SDK with base_url=.../v1 posts to /v1/v1/rerank).
+RERANK_PATHS = ["/v1/rerank", "/v2/rerank", "/rerank", "/v1/v2/rerank", "/v1/v1/rerank"]
 
-async def rerank(request: Request) -> Response:
-    service: RerankService = request.app.state.service
-    body = await read_json(request, service.settings.server.max_body_bytes)
-    rerank_request = parse_rerank_request(body, max_documents=service.settings.limits.max_documents)
-    response, hit = await service.rerank(rerank_request)
-    return JSONResponse(
-        response.model_dump(exclude_none=True), headers={"x-cache": "HIT" if hit else "MISS"}
-    )
+
+def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
+    async def rerank(request: Request) -> Response:
+        service: RerankService = request.app.state.service
+        body = await read_json(request, service.settings.server.max_body_bytes)
+        dialect = dialects.detect(route_dialect, body)
+        rerank_request = parse_rerank_request(body, max_documents=service.settings.limits.max_documents)
+        response, hit = await service.rerank(
+            rerank_request, return_documents=dialects.RETURN_DOCUMENTS_DEFAULT[dialect]
+        )
+        return JSONResponse(dialects.render(dialect, response), headers={"x-cache": "HIT" if hit else "MISS"})
+
+    return rerank
 
 
 async def health(request: Request) -> Response:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import tiktoken
+
+from gateway.tokens import truncate
+
 # "[7]", "[ 7 ]", "［7］" and the like become "(7)", as rank_llm does.
 _IDENTIFIER = re.compile(r"[\[［【〔]\s*(\d+)\s*[\]］】〕]")
 # Any tag that opens or closes our delimiters, in any case and spacing.
@@ -24,3 +28,9 @@ def neutralize(text: str) -> str:
     text = _IDENTIFIER.sub(r"(\1)", text)
     text = _DELIMITER.sub("(passage)", text)
     return _WHITESPACE.sub(" ", text).strip()
+
+
+def instruction_line(enc: tiktoken.Encoding, instruction: str | None, context_window: int) -> str:
+    """A client's task instruction as the prompt's `$instruction` value ("" when there is none)."""
+    text = neutralize(instruction or "")
+    return f"\nInstruction: {truncate(enc, text, context_window // 8)}" if text else ""

@@ -14,11 +14,13 @@ import tiktoken
 
 from gateway import listwise, pointwise
 from gateway.cache import ResultCache, cache_key
-from gateway.config import Mode, ModelSettings, Settings
+from gateway.config import ListwiseSettings, Mode, ModelSettings, PointwiseSettings, Settings
 from gateway.errors import ModelNotFound, ModelUnavailable
 from gateway.llm import ChatClient, LiteLLMChatClient
 from gateway.prompts import Prompt, default_prompts_dir, load_prompts, require_prompt
-from gateway.protocol import RerankMeta, RerankRequest, RerankResponse, RerankResult, Usage
+from gateway.protocol import (
+    BilledUnits, RerankMeta, RerankRequest, RerankResponse, RerankResult, Tokens, Usage, search_units,
+)
 from gateway.ranking import Ranking
 from gateway.tokens import encoding_name_for, get_encoding
 
@@ -68,21 +70,28 @@ class RerankService:
         return cls(settings, models, load_prompts(prompts_dir))
 
     def resolve(self, name: str | None) -> ModelRuntime:
-        alias = name or self.settings.default_model
-        runtime = self.models.get(alias)
+        alias = self.settings.resolve_model(name)
+        runtime = self.models.get(alias) if alias else None
         if runtime is None:
-            raise ModelNotFound(f"model {alias!r} not found", param="model")
+            raise ModelNotFound(
+                f"model {name!r} not found; configured models: {', '.join(self.models)}", param="model"
+            )
         reason = runtime.chat.unavailable_reason()
         if reason:
             raise ModelUnavailable(reason, param="model")
         return runtime
 
-    async def rerank(self, request: RerankRequest) -> tuple[RerankResponse, bool]:
-        """Rank, or answer from cache; returns (response, cache hit)."""
+    async def rerank(
+        self, request: RerankRequest, *, return_documents: bool = True
+    ) -> tuple[RerankResponse, bool]:
+        """Rank, or answer from cache; returns (response, cache hit).
+
+        `return_documents` is the dialect's default, used when the request does not say.
+        """
         model = self.resolve(request.model)
         mode: Mode = request.mode or model.settings.mode
         prompt = self.prompts[mode]
-        params = self.settings.listwise if mode == "listwise" else self.settings.pointwise
+        params = self._params(mode, request.token_budget())
         key = cache_key(
             llm=model.settings.litellm_model,
             api_base=model.settings.resolved_api_base(),
@@ -92,28 +101,41 @@ class RerankService:
             prompt=prompt.version,
             params=params.model_dump(),
             query=request.query,
+            instruction=request.instruction,
             documents=request.texts,
         )
 
         async def compute() -> tuple[RankingResult, bool]:
-            ranking = await self._rank(model, mode, prompt, request)
+            ranking = await self._rank(model, mode, prompt, params, request)
             self._raise_if_mostly_failed(ranking)
             return RankingResult(ranking, prompt.version), ranking.stats.failed_calls == 0
 
         result, hit = await self.cache.get_or_compute(key, compute)
-        return self._response(request, model, mode, result, hit), hit
+        if request.return_documents is not None:
+            return_documents = request.return_documents
+        return self._response(request, model, mode, result, hit, return_documents), hit
 
-    async def _rank(self, model: ModelRuntime, mode: Mode, prompt: Prompt, request: RerankRequest) -> Ranking:
+    def _params(self, mode: Mode, token_budget: int | None) -> ListwiseSettings | PointwiseSettings:
+        """The strategy settings, with the client's per-document token budget if it is lower."""
+        params: ListwiseSettings | PointwiseSettings = (
+            self.settings.listwise if mode == "listwise" else self.settings.pointwise
+        )
+        if token_budget and token_budget < params.max_passage_tokens:
+            params = params.model_copy(update={"max_passage_tokens": token_budget})
+        return params
+
+    async def _rank(
+        self, model: ModelRuntime, mode: Mode, prompt: Prompt,
+        params: ListwiseSettings | PointwiseSettings, request: RerankRequest,
+    ) -> Ranking:
         enc, context = model.encoding, model.settings.context_window
-        if mode == "listwise":
-            job = listwise.prepare(enc, prompt, request.query, request.texts, self.settings.listwise, context)
-            return await listwise.rank_listwise(model.chat, enc, prompt, job, self.settings.listwise)
+        if isinstance(params, ListwiseSettings):
+            job = listwise.prepare(enc, prompt, request.query, request.texts, params, context, request.instruction)
+            return await listwise.rank_listwise(model.chat, enc, prompt, job, params)
         conversations = pointwise.prepare(
-            enc, prompt, request.query, request.texts, self.settings.pointwise, context
+            enc, prompt, request.query, request.texts, params, context, request.instruction
         )
-        return await pointwise.rank_pointwise(
-            model.chat, enc, conversations, self.settings.pointwise, model.settings.logprobs
-        )
+        return await pointwise.rank_pointwise(model.chat, enc, conversations, params, model.settings.logprobs)
 
     def _raise_if_mostly_failed(self, ranking: Ranking) -> None:
         stats = ranking.stats
@@ -126,7 +148,8 @@ class RerankService:
             ) from error
 
     def _response(
-        self, request: RerankRequest, model: ModelRuntime, mode: Mode, result: RankingResult, hit: bool
+        self, request: RerankRequest, model: ModelRuntime, mode: Mode, result: RankingResult, hit: bool,
+        return_documents: bool,
     ) -> RerankResponse:
         ranking, stats = result.ranking, result.ranking.stats
         top_n = min(request.top_n or len(ranking.order), len(ranking.order))
@@ -134,7 +157,7 @@ class RerankService:
             RerankResult(
                 index=index,
                 relevance_score=score,
-                document=request.documents[index] if request.return_documents else None,
+                document=request.documents[index] if return_documents else None,
             )
             for index, score in zip(ranking.order[:top_n], ranking.scores[:top_n], strict=True)
         ]
@@ -147,14 +170,18 @@ class RerankService:
         ) / 1e6
         return RerankResponse(
             id=f"rerank-{uuid.uuid4().hex}",
-            model=model.alias,
+            model=request.model or model.alias,  # clients see the name they asked for
             results=results,
+            data=results,
             usage=Usage(
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 total_tokens=prompt_tokens + completion_tokens,
             ),
             meta=RerankMeta(
+                billed_units=BilledUnits(search_units=search_units(len(request.documents))),
+                tokens=Tokens(input_tokens=prompt_tokens, output_tokens=completion_tokens),
+                model_alias=model.alias,
                 mode=mode,
                 cached=hit,
                 llm_calls=0 if hit else stats.calls,

@@ -39,7 +39,7 @@ from gateway.sanitize import neutralize
 
 _PASSAGE = re.compile(r"^\[(\d+)\] (.*)$", re.DOTALL)
 _LISTWISE_QUERY = re.compile(r"relevance to query: (.*)\.\s*$", re.DOTALL)
-_POINTWISE = re.compile(r"Query: (.*?)\n\n<passage>\n(.*)\n</passage>", re.DOTALL)
+_POINTWISE = re.compile(r"Query: (.*?)(?:\nInstruction: .*?)?\n\n<passage>\n(.*)\n</passage>", re.DOTALL)
 _KEY = 60  # passages are matched on their first characters; prompts truncate the rest
 
 

@@ -16,7 +16,7 @@ def test_strings_and_objects_become_documents_and_extra_fields_are_kept() -> Non
     request = parse({"query": "q", "documents": ["a", {"text": "b", "id": 7}], "unknown": 1})
     assert request.documents == [{"text": "a"}, {"text": "b", "id": 7}]
     assert request.texts == ["a", "b"]
-    assert (request.top_n, request.return_documents, request.mode, request.model) == (None, True, None, None)
+    assert (request.top_n, request.return_documents, request.mode, request.model) == (None, None, None, None)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +41,9 @@ def test_strings_and_objects_become_documents_and_extra_fields_are_kept() -> Non
         ({"query": "q", "documents": ["a"], "return_documents": "yes"}, "invalid_return_documents",
          "return_documents"),
         ({"query": "q", "documents": ["a"], "model": 3}, "invalid_model", "model"),
+        ({"query": "q", "documents": [{"a": "x"}], "rank_fields": []}, "invalid_rank_fields", "rank_fields"),
+        ({"query": "q", "documents": [{"a": "x"}], "rank_fields": ["b"]}, "invalid_documents", "documents"),
+        ({"query": "q", "documents": ["a"], "max_tokens_per_doc": 0}, "invalid_request", "max_tokens_per_doc"),
         ([1, 2], "invalid_request", None),
     ],
 )
@@ -65,3 +68,42 @@ def test_document_limit() -> None:
 
 def test_top_n_larger_than_the_documents_is_accepted() -> None:
     assert parse({"query": "q", "documents": ["a"], "top_n": 50}).top_n == 50
+
+
+def test_every_optional_field_accepts_null() -> None:
+    nulls = dict.fromkeys(["model", "top_n", "top_k", "return_documents", "mode", "rank_fields", "instruction",
+                           "max_tokens_per_doc", "truncate_prompt_tokens", "return_text", "texts"])
+    request = parse({"query": "q", "documents": ["a"], **nulls})
+    assert request.texts == ["a"] and request.top_n is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "value"),
+    [
+        pytest.param({"top_k": 2}, "top_n", 2, id="voyage-top_k"),
+        pytest.param({"top_n": 1, "top_k": 2}, "top_n", 1, id="top_n-wins"),
+        pytest.param({"return_text": True}, "return_documents", True, id="tei-return_text"),
+    ],
+)
+def test_aliases_fill_the_canonical_field(body: dict, field: str, value: Any) -> None:
+    assert getattr(parse({"query": "q", "documents": ["a", "b"], **body}), field) == value
+
+
+def test_tei_texts_become_documents() -> None:
+    assert parse({"query": "q", "texts": ["a", "b"]}).texts == ["a", "b"]
+
+
+def test_rank_fields_build_the_ranking_text_and_keep_the_document() -> None:
+    docs = [{"title": "Paris", "body": "capital", "id": 1}, {"title": "Rome", "text": "t"}]
+    request = parse({"query": "q", "documents": docs, "rank_fields": ["title", "body"]})
+    assert request.texts == ["title: Paris\nbody: capital", "title: Rome"]
+    assert request.documents[0] == {**docs[0], "text": "title: Paris\nbody: capital"}  # text synthesized
+    assert request.documents[1] == docs[1]  # its own text kept
+
+
+def test_token_budget_takes_the_smallest_positive_limit() -> None:
+    assert parse({"query": "q", "documents": ["a"]}).token_budget() is None
+    assert parse({"query": "q", "documents": ["a"], "max_tokens_per_doc": 50}).token_budget() == 50
+    body = {"query": "q", "documents": ["a"], "max_tokens_per_doc": 50, "truncate_prompt_tokens": 20}
+    assert parse(body).token_budget() == 20
+    assert parse({"query": "q", "documents": ["a"], "truncate_prompt_tokens": -1}).token_budget() is None
