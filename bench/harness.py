@@ -115,10 +115,8 @@ class Server:
 
 
 def start_fake_upstream(workdir: Path) -> Server:
-    port = free_port()
-    server = Server("fake upstream", spawn(["-m", "tests.fake_upstream", "--port", str(port)],
-                                           workdir / "fake_upstream.log"), port, workdir / "fake_upstream.log")
-    return server
+    port, log = free_port(), workdir / "fake_upstream.log"
+    return Server("fake upstream", spawn(["-m", "tests.fake_upstream", "--port", str(port)], log), port, log)
 
 
 def start_gateway(config: Path, workdir: Path, log_level: str = "info") -> Server:

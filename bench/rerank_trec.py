@@ -104,7 +104,7 @@ async def run_mode(
     runs = {o.qid: o.ranked for o in outcomes}
     bm25 = {q.qid: [c.docid for c in q.candidates] for q in queries}
     ceiling = {q.qid: ideal_order(q, qrels.get(q.qid, {})) for q in queries}
-    per_query = {qid: round(mean_ndcg({qid: ranked}, qrels), 2) for qid, ranked in runs.items() if qid in qrels}
+    per_query = {qid: round(mean_ndcg({qid: run}, qrels), 2) for qid, run in runs.items() if qid in qrels}
     return Row(
         set=name, mode=mode, queries=len(queries),
         bm25=mean_ndcg(bm25, qrels), gateway=mean_ndcg(runs, qrels), ceiling=mean_ndcg(ceiling, qrels),
@@ -133,10 +133,11 @@ def format_table(rows: list[Row]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="dl19,dl20", help="comma-separated: dl19, dl20")
     parser.add_argument("--modes", default="listwise,pointwise", help="comma-separated: listwise, pointwise")
-    parser.add_argument("--queries", type=int, default=None, help="first N queries of each set (default: all)")
+    parser.add_argument("--queries", type=int, default=None, help="first N queries per set (default: all)")
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent rerank requests")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--request-timeout", type=float, default=300.0, help="seconds per rerank request")
@@ -160,7 +161,8 @@ async def run_all(args: argparse.Namespace, base_url: str) -> list[Row]:
         queries, qrels = load_queries(name)[: args.queries], load_qrels(name)
         for mode in args.modes:
             row = await run_mode(base_url, name, mode, queries, qrels, args.concurrency, args.request_timeout)
-            print(f"  {name} {mode}: {row.gateway:.2f} in {row.wall_seconds:.0f}s", file=sys.stderr, flush=True)
+            print(f"  {name} {mode}: {row.gateway:.2f} in {row.wall_seconds:.0f}s", file=sys.stderr,
+                  flush=True)
             rows.append(row)
     return rows
 
@@ -191,4 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the servers were already stopped on the way out
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -40,7 +40,6 @@ from gateway.sanitize import neutralize
 _PASSAGE = re.compile(r"^\[(\d+)\] (.*)$", re.DOTALL)
 _LISTWISE_QUERY = re.compile(r"relevance to query: (.*)\.\s*$", re.DOTALL)
 _POINTWISE = re.compile(r"Query: (.*?)(?:\nInstruction: .*?)?\n\n<passage>\n(.*)\n</passage>", re.DOTALL)
-_KEY = 60  # passages are matched on their first characters; prompts truncate the rest
 
 
 class Judge:
@@ -61,14 +60,19 @@ class Judge:
             for q in load_queries(name):
                 table = self.grades.setdefault(neutralize(q.query), {})
                 for c in q.candidates:
-                    key = neutralize(c.text)[:_KEY]
+                    key = neutralize(c.text)
                     grade = qrels.get(q.qid, {}).get(c.docid, 0)
+                    # Identical passages under different docids: the best grade wins.
                     table[key] = max(table.get(key, 0), grade)
 
     def grade(self, query: str, passage: str) -> int:
         table = self.grades.get(query)
         if table is not None:
-            return table.get(passage[:_KEY], 0)
+            if passage in table:
+                return table[passage]
+            # A truncated passage: the best candidate it is a prefix of. Many MS MARCO
+            # passages share their first sentences, so only a full match is exact.
+            return max((g for text, g in table.items() if text.startswith(passage)), default=0)
         words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 2}
         found = {w for w in re.findall(r"\w+", passage.lower())} & words
         return min(3, len(found))
