@@ -30,6 +30,7 @@ class ResultCache(Generic[T]):
         self.enabled = enabled
         self._entries: TTLCache[str, T] = TTLCache(maxsize=max_entries, ttl=ttl_seconds)
         self._inflight: dict[str, asyncio.Task[tuple[T, bool]]] = {}
+        self._waiters: dict[str, int] = {}
 
     def get(self, key: str) -> T | None:
         return self._entries.get(key) if self.enabled else None
@@ -52,16 +53,24 @@ class ResultCache(Generic[T]):
         if cached is not None:
             return cached, True
         task = self._inflight.get(key)
+        joined = task is not None
         if task is None:
             task = asyncio.create_task(self._fill(key, compute))
             # If every waiter goes away, the task's outcome is still collected.
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._inflight[key] = task
+            self._waiters[key] = 0
+        self._waiters[key] += 1
+        try:
             value, _ = await asyncio.shield(task)
-            return value, False
+        except asyncio.CancelledError:
+            # The last caller to leave cancels the work: nobody is left to answer.
+            self._waiters[key] -= 1
+            if self._waiters[key] <= 0 and not task.done():
+                task.cancel()
+            raise
         # Joined another request's computation: this one made no LLM call.
-        value, _ = await asyncio.shield(task)
-        return value, True
+        return value, joined
 
     async def _fill(self, key: str, compute: Callable[[], Awaitable[tuple[T, bool]]]) -> tuple[T, bool]:
         try:
@@ -71,6 +80,7 @@ class ResultCache(Generic[T]):
             return value, cacheable
         finally:
             self._inflight.pop(key, None)
+            self._waiters.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -35,6 +35,20 @@ class LimitsSettings(_Section):
     max_failed_call_ratio: float = Field(0.5, ge=0, le=1)
 
 
+class ReliabilitySettings(_Section):
+    """How the gateway treats failing upstreams (one retry loop: the SDK's are off)."""
+
+    max_attempts: int = Field(3, ge=1, le=10)  # per LLM call and upstream, the first included
+    backoff_base_seconds: float = Field(0.25, ge=0)  # full jitter: uniform(0, min(max, base * 2**retry))
+    backoff_max_seconds: float = Field(4.0, ge=0)
+    retry_budget_ratio: float = Field(0.1, ge=0, le=1)  # retries may add at most this share of calls
+    request_timeout_seconds: float = Field(30.0, gt=0)  # a whole rerank request's deadline
+    max_request_timeout_seconds: float = Field(120.0, gt=0)  # cap for a client's own `timeout`
+    breaker_failure_threshold: int = Field(5, ge=1)  # consecutive failures that open an upstream's circuit
+    breaker_cooldown_seconds: float = Field(5.0, gt=0)  # open time before one probe call is let through
+    breaker_max_cooldown_seconds: float = Field(60.0, gt=0)  # cooldown doubles per failed probe up to this
+
+
 class CacheSettings(_Section):
     enabled: bool = True
     ttl_seconds: float = Field(3600, gt=0)
@@ -76,6 +90,8 @@ class ModelSettings(_Section):
     timeout_seconds: float = Field(60.0, gt=0)
     context_window: int = Field(8192, gt=256)
     encoding: str | None = None  # tiktoken encoding; guessed from the model name when unset
+    fallbacks: list[str] = Field(default_factory=list)  # aliases tried in order when this one fails
+    max_concurrency: int = Field(64, ge=1)  # concurrent calls to this upstream, across requests
 
     def resolved_api_base(self) -> str | None:
         if self.api_base_env and os.environ.get(self.api_base_env):
@@ -125,6 +141,7 @@ class Settings(_Section):
     prompts_dir: str | None = None  # the prompts/ shipped with the gateway when unset
     server: ServerSettings = ServerSettings()
     limits: LimitsSettings = LimitsSettings()
+    reliability: ReliabilitySettings = ReliabilitySettings()
     cache: CacheSettings = CacheSettings()
     listwise: ListwiseSettings = ListwiseSettings()
     pointwise: PointwiseSettings = PointwiseSettings()
@@ -141,6 +158,10 @@ class Settings(_Section):
         for name, target in self.model_names.items():
             if target != DEFAULT_MODEL and target not in self.models:
                 raise ValueError(f"model_names[{name!r}] = {target!r} is not one of the [models] aliases")
+        for alias, model in self.models.items():
+            for fallback in model.fallbacks:
+                if fallback not in self.models or fallback == alias:
+                    raise ValueError(f"models.{alias}.fallbacks: {fallback!r} is not another [models] alias")
         return self
 
     def resolve_model(self, name: str | None) -> str | None:

@@ -5,8 +5,12 @@
     ├── PayloadTooLarge        413  body over server.max_body_bytes
     ├── ModelNotFound          404  a model name that no alias matches
     ├── ModelUnavailable       503  the alias is configured but cannot be used (missing key)
+    ├── DeadlineExceeded       504  the request's own deadline passed
     └── UpstreamError          502  the LLM failed or answered nothing usable
-        └── UpstreamTimeout    504  the LLM did not answer in time
+        ├── UpstreamTimeout    504  the LLM did not answer in time
+        └── UpstreamUnavailable 503 every upstream for the model is cooling down (circuit open)
+
+Errors with a `retry_after` answer with a `Retry-After` header.
 
 The body is OpenAI's error object, with `message` and `detail` repeated at the
 top level because Cohere clients read `message` and Jina/Voyage clients read
@@ -15,6 +19,7 @@ top level because Cohere clients read `message` and Jina/Voyage clients read
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -23,15 +28,24 @@ class GatewayError(Exception):
     error_type = "api_error"
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.retry_after = retry_after
         if code is not None:
             self.code = code
 
     def to_body(self) -> dict[str, Any]:
         return error_body(self.message, self.error_type, self.code, self.param)
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 def error_body(message: str, error_type: str, code: str, param: str | None = None) -> dict[str, Any]:
@@ -66,12 +80,33 @@ class ModelUnavailable(GatewayError):
     code = "model_unavailable"
 
 
+class DeadlineExceeded(GatewayError):
+    status_code = 504
+    error_type = "api_error"
+    code = "deadline_exceeded"
+
+
 class UpstreamError(GatewayError):
     status_code = 502
     error_type = "api_error"
     code = "upstream_error"
+    # Whether trying the same upstream again may help (429, 5xx, timeouts, connection errors).
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool | None = None,
+                 retry_after: float | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code, retry_after=retry_after)
+        self.status = status
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     code = "upstream_timeout"
+    retryable = True
+
+
+class UpstreamUnavailable(UpstreamError):
+    status_code = 503
+    code = "upstream_unavailable"

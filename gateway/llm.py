@@ -17,6 +17,7 @@ import litellm
 
 from gateway.config import ModelSettings
 from gateway.errors import ModelUnavailable, UpstreamError, UpstreamTimeout
+from gateway.resilience import parse_retry_after
 
 litellm.suppress_debug_info = True
 litellm.drop_params = False  # a dropped `logprobs` would silently turn scores into guesses
@@ -29,6 +30,7 @@ class ChatRequest:
     messages: list[Message]
     max_tokens: int
     top_logprobs: int = 0  # 0: do not ask for logprobs
+    timeout: float | None = None  # this attempt's timeout; the model's own when None
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class ChatReply:
     top_logprobs: list[tuple[str, float]] = field(default_factory=list)
     prompt_tokens: int | None = None  # None: the upstream did not report usage
     completion_tokens: int | None = None
+    model: str | None = None  # the alias that answered, when a fallback chain was involved
 
 
 class ChatClient(Protocol):
@@ -80,12 +83,13 @@ class LiteLLMChatClient:
         register_prices(settings)
 
     async def complete(self, request: ChatRequest) -> ChatReply:
+        timeout = request.timeout or self.settings.timeout_seconds
         kwargs: dict[str, Any] = {
             "model": self.settings.litellm_model,
             "messages": request.messages,
             "temperature": 0,
             "max_tokens": request.max_tokens,
-            "timeout": self.settings.timeout_seconds,
+            "timeout": timeout,
             "max_retries": 0,
             "api_base": self.api_base,
             "api_key": self._key(),
@@ -96,11 +100,23 @@ class LiteLLMChatClient:
             response = await litellm.acompletion(**kwargs)
         except (litellm.Timeout, asyncio.TimeoutError) as exc:
             raise UpstreamTimeout(
-                f"upstream model timed out after {self.settings.timeout_seconds:g}s"
+                f"upstream model {self.settings.litellm_model} timed out after {timeout:g}s"
             ) from exc
         except Exception as exc:  # LiteLLM maps every provider failure onto its own tree
-            raise UpstreamError(self.describe(exc)) from exc
-        return _reply(response)
+            status = getattr(exc, "status_code", None)
+            raise UpstreamError(
+                self.describe(exc),
+                status=status if isinstance(status, int) else None,
+                retryable=_retryable(exc, status),
+                retry_after=_retry_after(exc),
+            ) from exc
+        try:
+            return _reply(response)
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            raise UpstreamError(
+                f"upstream model {self.settings.litellm_model} answered without a usable choice",
+                retryable=True,
+            ) from exc
 
     def unavailable_reason(self) -> str | None:
         """Why this model cannot be called at all, or None when it can."""
@@ -130,6 +146,33 @@ class LiteLLMChatClient:
         if self.api_key:
             message = message.replace(self.api_key, "***")
         return _KEYLIKE.sub("***", message)[:2000]
+
+
+_RETRYABLE = (
+    litellm.RateLimitError, litellm.InternalServerError, litellm.ServiceUnavailableError,
+    litellm.BadGatewayError, litellm.APIConnectionError,
+)
+
+
+def _retryable(exc: Exception, status: object) -> bool:
+    """429, 5xx and connection failures may pass; other 4xx will not."""
+    if isinstance(exc, _RETRYABLE):
+        return True
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(
+        getattr(exc, "response", None), "headers", None
+    )
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    except (TypeError, ValueError):
+        pass
+    return parse_retry_after(headers.get("retry-after"))
 
 
 _LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+: )?(\w+Exception - )?")

@@ -38,6 +38,7 @@ class RerankRequest(BaseModel):
     instruction: str | None = Field(None, description="A task instruction added to the prompt.")
     max_tokens_per_doc: int | None = Field(None, strict=True, description="Per-document token budget.")
     truncate_prompt_tokens: int | None = Field(None, strict=True, description="vLLM's name for the budget.")
+    timeout: float | None = Field(None, gt=0, description="Extension: this request's deadline in seconds.")
     _texts: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("query", mode="before")
@@ -128,6 +129,7 @@ _FIELD_CODES = {
     "return_documents": "invalid_return_documents",
     "mode": "invalid_mode",
     "rank_fields": "invalid_rank_fields",
+    "timeout": "invalid_timeout",
 }
 _CUSTOM_CODES = {"empty_query", "invalid_documents", "invalid_top_n", "invalid_rank_fields", "invalid_request"}
 
@@ -190,6 +192,9 @@ class RerankMeta(BaseModel):
     mode: Mode
     cached: bool
     llm_calls: int
+    upstream_attempts: int
+    retries: int
+    fallbacks: list[str]
     failed_calls: int
     parse_failures: int
     model_alias: str

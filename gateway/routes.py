@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from typing import Any
+import math
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,6 +19,7 @@ from gateway.protocol import parse_rerank_request
 from gateway.service import RerankService
 
 logger = logging.getLogger("gateway")
+T = TypeVar("T")
 
 # Every path real rerank clients call, including the two that common
 # misconfigurations produce (LiteLLM's cohere/ with api_base=.../v1 posts to
@@ -29,12 +33,55 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         body = await read_json(request, service.settings.server.max_body_bytes)
         dialect = dialects.detect(route_dialect, body)
         rerank_request = parse_rerank_request(body, max_documents=service.settings.limits.max_documents)
-        response, hit = await service.rerank(
-            rerank_request, return_documents=dialects.RETURN_DOCUMENTS_DEFAULT[dialect]
+        work = service.rerank(
+            rerank_request, return_documents=dialects.RETURN_DOCUMENTS_DEFAULT[dialect],
+            timeout=header_timeout(request),
         )
-        return JSONResponse(dialects.render(dialect, response), headers={"x-cache": "HIT" if hit else "MISS"})
+        outcome = await cancel_on_disconnect(request, work)
+        if outcome is None:
+            return Response(status_code=499)  # nobody is listening; nginx's code for it
+        response, hit = outcome
+        headers = {"x-cache": "HIT" if hit else "MISS"}
+        if response.meta.fallbacks:
+            headers["x-rerank-fallback"] = ",".join(response.meta.fallbacks)
+        return JSONResponse(dialects.render(dialect, response), headers=headers)
 
     return rerank
+
+
+def header_timeout(request: Request) -> float | None:
+    """A client's deadline from `x-request-timeout` (seconds)."""
+    value = request.headers.get("x-request-timeout")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise InvalidRequest("x-request-timeout must be a positive number of seconds", code="invalid_timeout")
+    return seconds
+
+
+async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """Run `work`, cancelling it (and its LLM calls) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        # The body has been read, so the next message is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            return None
+        raise
+    finally:
+        watcher.cancel()
 
 
 async def health(request: Request) -> Response:
@@ -83,7 +130,7 @@ async def gateway_error(request: Request, exc: Exception) -> Response:
     if exc.status_code >= 500:
         logger.warning("%s %s -> %d %s: %s", request.method, request.url.path, exc.status_code, exc.code,
                        exc.message)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.headers())
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

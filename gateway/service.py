@@ -6,37 +6,33 @@ Knows nothing of HTTP; routes hand it a `RerankRequest` and turn its
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import tiktoken
-
 from gateway import listwise, pointwise
 from gateway.cache import ResultCache, cache_key
-from gateway.config import ListwiseSettings, Mode, ModelSettings, PointwiseSettings, Settings
-from gateway.errors import ModelNotFound, ModelUnavailable
-from gateway.llm import ChatClient, LiteLLMChatClient
+from gateway.config import ListwiseSettings, Mode, PointwiseSettings, Settings
+from gateway.errors import DeadlineExceeded, ModelNotFound, ModelUnavailable
 from gateway.prompts import Prompt, default_prompts_dir, load_prompts, require_prompt
 from gateway.protocol import (
     BilledUnits, RerankMeta, RerankRequest, RerankResponse, RerankResult, Tokens, Usage, search_units,
 )
 from gateway.ranking import Ranking
-from gateway.tokens import encoding_name_for, get_encoding
-
-
-@dataclass(frozen=True)
-class ModelRuntime:
-    alias: str
-    settings: ModelSettings
-    chat: ChatClient
-    encoding: tiktoken.Encoding
+from gateway.resilience import RetryBudget
+from gateway.runtime import ModelRuntime, Upstreams, build_models
+from gateway.upstream import RequestChat
 
 
 @dataclass(frozen=True)
 class RankingResult:
     ranking: Ranking
     prompt_version: str
+    attempts: int
+    retries: int
+    fallbacks: list[str]  # aliases other than the requested one that answered
 
 
 class RerankService:
@@ -45,6 +41,8 @@ class RerankService:
     def __init__(self, settings: Settings, models: dict[str, ModelRuntime], prompts: dict[str, Prompt]) -> None:
         self.settings = settings
         self.models = models
+        self.upstreams = Upstreams(settings, models)
+        self.retry_budget = RetryBudget(settings.reliability.retry_budget_ratio)
         self.prompts: dict[Mode, Prompt] = {
             "listwise": require_prompt(prompts, settings.listwise.prompt, "listwise"),
             "pointwise": require_prompt(prompts, settings.pointwise.prompt, "pointwise"),
@@ -59,13 +57,7 @@ class RerankService:
     @classmethod
     def from_settings(cls, settings: Settings) -> RerankService:
         """Build the real thing: LiteLLM clients, tiktoken encodings, prompt files."""
-        models = {
-            alias: ModelRuntime(
-                alias, model, LiteLLMChatClient(model),
-                get_encoding(model.encoding or encoding_name_for(model.litellm_model)),
-            )
-            for alias, model in settings.models.items()
-        }
+        models = build_models(settings)
         prompts_dir = Path(settings.prompts_dir) if settings.prompts_dir else default_prompts_dir()
         return cls(settings, models, load_prompts(prompts_dir))
 
@@ -82,16 +74,21 @@ class RerankService:
         return runtime
 
     async def rerank(
-        self, request: RerankRequest, *, return_documents: bool = True
+        self, request: RerankRequest, *, return_documents: bool = True, timeout: float | None = None
     ) -> tuple[RerankResponse, bool]:
         """Rank, or answer from cache; returns (response, cache hit).
 
-        `return_documents` is the dialect's default, used when the request does not say.
+        `return_documents` is the dialect's default, used when the request does
+        not say; `timeout` is a client's deadline (seconds), capped by config.
         """
         model = self.resolve(request.model)
         mode: Mode = request.mode or model.settings.mode
         prompt = self.prompts[mode]
         params = self._params(mode, request.token_budget())
+        policy = self.settings.reliability
+        budget = min(timeout or request.timeout or policy.request_timeout_seconds,
+                     policy.max_request_timeout_seconds)
+        deadline = time.monotonic() + budget
         key = cache_key(
             llm=model.settings.litellm_model,
             api_base=model.settings.resolved_api_base(),
@@ -106,11 +103,20 @@ class RerankService:
         )
 
         async def compute() -> tuple[RankingResult, bool]:
-            ranking = await self._rank(model, mode, prompt, params, request)
+            chat = RequestChat(self.upstreams.chain(model.alias), policy, self.retry_budget, deadline)
+            ranking = await self._rank(model, mode, prompt, params, request, chat)
             self._raise_if_mostly_failed(ranking)
-            return RankingResult(ranking, prompt.version), ranking.stats.failed_calls == 0
+            fallbacks = sorted(set(chat.answered_by) - {model.alias})
+            result = RankingResult(ranking, prompt.version, chat.attempts, chat.retries, fallbacks)
+            # A ranking with failed calls or a stand-in model's answers is never cached.
+            return result, not ranking.stats.failed_calls and not fallbacks
 
-        result, hit = await self.cache.get_or_compute(key, compute)
+        try:
+            # A small margin past the deadline: the calls themselves stop at it.
+            async with asyncio.timeout(budget + 0.05):
+                result, hit = await self.cache.get_or_compute(key, compute)
+        except TimeoutError:
+            raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline") from None
         if request.return_documents is not None:
             return_documents = request.return_documents
         return self._response(request, model, mode, result, hit, return_documents), hit
@@ -126,16 +132,19 @@ class RerankService:
 
     async def _rank(
         self, model: ModelRuntime, mode: Mode, prompt: Prompt,
-        params: ListwiseSettings | PointwiseSettings, request: RerankRequest,
+        params: ListwiseSettings | PointwiseSettings, request: RerankRequest, chat: RequestChat,
     ) -> Ranking:
-        enc, context = model.encoding, model.settings.context_window
+        enc = model.encoding
+        # Prompts must fit every model that may answer them, fallbacks included.
+        context = min(self.models[u.alias].settings.context_window for u in chat.chain)
         if isinstance(params, ListwiseSettings):
             job = listwise.prepare(enc, prompt, request.query, request.texts, params, context, request.instruction)
-            return await listwise.rank_listwise(model.chat, enc, prompt, job, params)
+            return await listwise.rank_listwise(chat, enc, prompt, job, params)
         conversations = pointwise.prepare(
             enc, prompt, request.query, request.texts, params, context, request.instruction
         )
-        return await pointwise.rank_pointwise(model.chat, enc, conversations, params, model.settings.logprobs)
+        logprobs = all(self.models[u.alias].settings.logprobs for u in chat.chain)
+        return await pointwise.rank_pointwise(chat, enc, conversations, params, logprobs)
 
     def _raise_if_mostly_failed(self, ranking: Ranking) -> None:
         stats = ranking.stats
@@ -144,7 +153,8 @@ class RerankService:
         if stats.failed_calls / stats.calls > self.settings.limits.max_failed_call_ratio:
             error = stats.errors[-1]
             raise type(error)(
-                f"{stats.failed_calls} of {stats.calls} LLM calls failed; last error: {error.message}"
+                f"{stats.failed_calls} of {stats.calls} LLM calls failed; last error: {error.message}",
+                status=error.status, retry_after=error.retry_after,
             ) from error
 
     def _response(
@@ -185,6 +195,9 @@ class RerankService:
                 mode=mode,
                 cached=hit,
                 llm_calls=0 if hit else stats.calls,
+                upstream_attempts=0 if hit else result.attempts,
+                retries=0 if hit else result.retries,
+                fallbacks=[] if hit else result.fallbacks,
                 failed_calls=0 if hit else stats.failed_calls,
                 parse_failures=stats.parse_failures,
                 llm_model=model.settings.litellm_model,

@@ -41,19 +41,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, upstream_port: int, extra: str = "") -> Path:
+# The shared gateway makes one attempt per call and never opens a circuit, so
+# tests of other behaviour see each upstream failure exactly once;
+# tests/test_reliability.py runs its own gateway with the retry loop on.
+NO_RETRIES = "[reliability]\nmax_attempts = 1\nbreaker_failure_threshold = 100000"
+
+
+def write_config(path: Path, upstream_port: int, extra: str = NO_RETRIES,
+                 aliases: list[tuple[str, str, str, str]] = ALIASES) -> Path:
+    """A config whose aliases call the fake upstream (unless their extra lines set api_base)."""
     lines = [
         'default_model = "judge"',
         "[server]\nmax_body_bytes = 200000",
         "[cache]\nenabled = true",
         extra,
     ]
-    for alias, fake_model, mode, more in ALIASES:
+    for alias, fake_model, mode, more in aliases:
+        api_base = "" if "api_base" in more else f'api_base = "http://127.0.0.1:{upstream_port}/v1"\n'
         lines.append(
             f'[models."{alias}"]\nlitellm_model = "openai/{fake_model}"\n'
-            f'api_base = "http://127.0.0.1:{upstream_port}/v1"\napi_key_env = "FAKE_UPSTREAM_KEY"\n'
+            f'{api_base}api_key_env = "FAKE_UPSTREAM_KEY"\n'
             f'mode = "{mode}"\ninput_cost_per_million = 10.0\n'
-            f"output_cost_per_million = 30.0\ncontext_window = 16000\n{more or 'logprobs = true'}"
+            f"output_cost_per_million = 30.0\ncontext_window = 16000\n"
+            f"{more if 'logprobs' in more else more + chr(10) + 'logprobs = true'}"
         )
     path.write_text("\n\n".join(lines))
     return path

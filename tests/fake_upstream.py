@@ -15,6 +15,8 @@ What it answers depends on the requested model name:
     partial          pointwise: HTTP 500 for passages containing "FAIL", judge otherwise
     slow             sleeps 5 s before answering like judge
 
+Any model answers like judge unless `faults` (tests/faults.py) says otherwise.
+
 Run it alone: python -m tests.fake_upstream --port 9100
 """
 
@@ -32,10 +34,11 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.sanitize import neutralize
+from tests.faults import Fault, FaultPlan
 
 _PASSAGE = re.compile(r"^\[(\d+)\] (.*)$", re.DOTALL)
 _LISTWISE_QUERY = re.compile(r"relevance to query: (.*)\.\s*$", re.DOTALL)
@@ -81,6 +84,8 @@ class Judge:
 class FakeUpstream:
     def __init__(self, judge: Judge) -> None:
         self.judge = judge
+        self.faults = FaultPlan()
+        self.faults.always("slow", Fault.delay(5))
         self.calls: Counter[str] = Counter()
         self.last_request: dict[str, Any] = {}
         self.last_headers: dict[str, str] = {}
@@ -101,12 +106,44 @@ class FakeUpstream:
     async def last(self, request: Request) -> JSONResponse:
         return JSONResponse({"body": self.last_request, "headers": self.last_headers})
 
-    async def chat(self, request: Request) -> JSONResponse:
+    async def chat(self, request: Request) -> Response:
         body = await request.json()
         model = body["model"]
         self.calls[model] += 1
         self.last_request = body
         self.last_headers = dict(request.headers)
+        self.faults.enter(model)
+        try:
+            fault = self.faults.next(model)
+            if fault is not None:
+                response = await self._inject(request, model, fault)
+                if response is not None:
+                    return response
+            return self._answer(model, body)
+        finally:
+            self.faults.leave(model)
+
+    async def _inject(self, request: Request, model: str, fault: Fault) -> Response | None:
+        """The faulty response, or None to answer normally (after a delay)."""
+        if fault.kind == "status":
+            headers = {"retry-after": fault.retry_after} if fault.retry_after else {}
+            return _error(fault.status, f"injected HTTP {fault.status}", "server_error", headers)
+        if fault.kind == "malformed":
+            return Response("{not json", media_type="application/json")
+        if fault.kind == "text":
+            return JSONResponse(_completion({"model": model, "messages": []}, fault.text, None, usage=True))
+        if fault.kind == "hang":
+            deadline = time.monotonic() + fault.seconds
+            while time.monotonic() < deadline:
+                if await request.is_disconnected():
+                    self.faults.disconnects[model] += 1
+                    return Response(status_code=499)
+                await asyncio.sleep(0.02)
+            return None
+        await asyncio.sleep(fault.seconds)  # "delay"
+        return None
+
+    def _answer(self, model: str, body: dict[str, Any]) -> Response:
         messages = body["messages"]
         listwise = [m for m in messages if m["role"] == "user" and _PASSAGE.match(m["content"])]
         if model == "fail500":
@@ -114,8 +151,6 @@ class FakeUpstream:
         if model == "fail401":
             return _error(401, "Incorrect API key provided: sk-test-abcdef123456. Check your key.",
                           "invalid_request_error")
-        if model == "slow":
-            await asyncio.sleep(5)
         if listwise:
             text = self._rank(model, messages, listwise)
             grade = None
@@ -178,9 +213,9 @@ def _token_logprobs(text: str, grade: int, k: int) -> dict[str, Any]:
     return {"token": text, "logprob": math.log(0.8), "bytes": list(text.encode()), "top_logprobs": top}
 
 
-def _error(status: int, message: str, kind: str) -> JSONResponse:
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}},
-                        status_code=status)
+                        status_code=status, headers=headers)
 
 
 class ServerThread:
