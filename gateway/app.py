@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, service: RerankService | None =
             Route("/infinity/rerank", routes.rerank_endpoint("infinity"), methods=["POST"]),
             Route("/tei/rerank", routes.rerank_endpoint("tei"), methods=["POST"]),
             Route("/health", routes.health, methods=["GET"]),
+            Route("/openapi.json", routes.openapi, methods=["GET"]),
             Route("/v1/models", routes.list_models, methods=["GET"]),
         ],
         exception_handlers={

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway import dialects
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
+from gateway.openapi import build_openapi
 from gateway.protocol import parse_rerank_request
 from gateway.service import RerankService
 
@@ -82,6 +83,10 @@ async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -
         raise
     finally:
         watcher.cancel()
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(build_openapi(RERANK_PATHS))
 
 
 async def health(request: Request) -> Response:
