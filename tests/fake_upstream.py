@@ -94,6 +94,7 @@ class FakeUpstream:
             Route("/stats", self.stats, methods=["GET"]),
             Route("/reset", self.reset, methods=["POST"]),
             Route("/last", self.last, methods=["GET"]),
+            Route("/faults", self.program_faults, methods=["POST"]),
         ])
 
     async def stats(self, request: Request) -> JSONResponse:
@@ -102,6 +103,17 @@ class FakeUpstream:
     async def reset(self, request: Request) -> JSONResponse:
         self.calls.clear()
         return JSONResponse({"ok": True})
+
+    async def program_faults(self, request: Request) -> JSONResponse:
+        """For other processes: {"model", "always": Fault} | {"model", "queue": [Fault]} | {"model", "clear": true}."""
+        body = await request.json()
+        model = body["model"]
+        self.faults.clear(model)
+        if body.get("always"):
+            self.faults.always(model, Fault(**body["always"]))
+        for fault in body.get("queue") or []:
+            self.faults.queue(model, Fault(**fault))
+        return JSONResponse({"ok": True, "calls": self.calls[model]})
 
     async def last(self, request: Request) -> JSONResponse:
         return JSONResponse({"body": self.last_request, "headers": self.last_headers})
