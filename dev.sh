@@ -23,7 +23,7 @@ setup() {
         echo "installing rerank-gateway and its pinned dependencies into $VENV ..." >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-            -c constraints.txt -e ".[test]"
+            -c constraints.txt -e ".[test,compat]"
         echo "$want" > "$stamp"
     fi
 }

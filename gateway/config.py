@@ -30,6 +30,8 @@ class ServerSettings(_Section):
 
 class LimitsSettings(_Section):
     max_documents: int = Field(100, gt=0)
+    max_document_chars: int = Field(100_000, gt=0)
+    max_query_chars: int = Field(10_000, gt=0)
     # Past this share of failed LLM calls a request fails (502/504) instead of
     # returning a ranking that is mostly fallback order.
     max_failed_call_ratio: float = Field(0.5, ge=0, le=1)

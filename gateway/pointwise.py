@@ -58,7 +58,7 @@ def expected_label(top_logprobs: list[tuple[str, float]], max_label: int) -> flo
     for token, logprob in top_logprobs:
         label = clean_answer(token).strip(_TOKEN_NOISE)
         if label.isdigit() and len(label) == 1 and int(label) <= max_label and math.isfinite(logprob):
-            mass[int(label)] += math.exp(logprob)
+            mass[int(label)] += math.exp(min(logprob, 0.0))  # a log-probability above 0 is malformed
     total = sum(mass)
     if total <= 0:
         return None

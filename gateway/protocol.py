@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.config import Mode
+from gateway.config import LimitsSettings, Mode
 from gateway.errors import InvalidRequest
 
 # Aliases: the field a client sends -> the canonical one it fills when that is absent.
@@ -134,7 +134,7 @@ _FIELD_CODES = {
 _CUSTOM_CODES = {"empty_query", "invalid_documents", "invalid_top_n", "invalid_rank_fields", "invalid_request"}
 
 
-def parse_rerank_request(data: Any, *, max_documents: int) -> RerankRequest:
+def parse_rerank_request(data: Any, limits: LimitsSettings) -> RerankRequest:
     """Validate a decoded JSON body; every failure is an `InvalidRequest` naming its field."""
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_request")
@@ -153,12 +153,19 @@ def parse_rerank_request(data: Any, *, max_documents: int) -> RerankRequest:
             code = "empty_query"
         message = err["msg"] if custom else f"{field}: {err['msg']}" if field else err["msg"]
         raise InvalidRequest(message, code=code, param=field) from None
-    if len(request.documents) > max_documents:
+    if len(request.documents) > limits.max_documents:
         raise InvalidRequest(
-            f"too many documents: {len(request.documents)} > {max_documents}",
+            f"too many documents: {len(request.documents)} > {limits.max_documents}",
             code="too_many_documents",
             param="documents",
         )
+    if len(request.query) > limits.max_query_chars:
+        raise InvalidRequest(f"query is longer than {limits.max_query_chars} characters",
+                             code="query_too_long", param="query")
+    for index, text in enumerate(request.texts):
+        if len(text) > limits.max_document_chars:
+            raise InvalidRequest(f"documents[{index}] is longer than {limits.max_document_chars} characters",
+                                 code="document_too_long", param="documents")
     return request
 
 

@@ -33,7 +33,7 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         service: RerankService = request.app.state.service
         body = await read_json(request, service.settings.server.max_body_bytes)
         dialect = dialects.detect(route_dialect, body)
-        rerank_request = parse_rerank_request(body, max_documents=service.settings.limits.max_documents)
+        rerank_request = parse_rerank_request(body, service.settings.limits)
         work = service.rerank(
             rerank_request, return_documents=dialects.RETURN_DOCUMENTS_DEFAULT[dialect],
             timeout=header_timeout(request),

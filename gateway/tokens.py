@@ -48,6 +48,9 @@ def count_messages(enc: tiktoken.Encoding, messages: Sequence[Message]) -> int:
 
 def truncate(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:
     """Cut `text` to at most `max_tokens` tokens, on a token boundary."""
+    # Encoding is linear in the text; a token is rarely longer than 16 characters,
+    # so a long document is sliced first instead of encoded whole.
+    text = text[: max_tokens * 16]
     tokens = enc.encode(text, disallowed_special=())
     if len(tokens) <= max_tokens:
         return text

