@@ -1,38 +1,92 @@
-"""Assemble the ASGI application from settings."""
+"""Assemble the ASGI applications from a config."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from gateway import routes
+from gateway import admin, routes
+from gateway.access import Gate
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.middleware import RequestContextMiddleware
+from gateway.ratelimit import RateLimiter
+from gateway.reload import Builder, ConfigHolder, read_config, watch
 from gateway.service import RerankService
 
+logger = logging.getLogger("gateway")
 
-def create_app(settings: Settings | None = None, service: RerankService | None = None) -> Starlette:
-    """The gateway app; `service` may be given to swap in fake chat clients."""
-    service = service or RerankService.from_settings(settings or Settings())
+
+@dataclass
+class Gateway:
+    """What outlives any one config: the holder of the current one, metrics, rate buckets, the gate."""
+
+    holder: ConfigHolder
+    metrics: Metrics
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    gate: Gate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.metrics)
+
+
+def build_gateway(path: Path | None = None, build: Builder | None = None) -> Gateway:
+    """Load `path` (or the embedded defaults) into a running gateway; a bad file raises ConfigError."""
+    metrics = Metrics()
+    settings, digest = read_config(path)
+    builder = build or (lambda s, previous: RerankService.from_settings(s, previous, metrics))
+    return Gateway(ConfigHolder(path, settings, digest, builder, metrics), metrics)
+
+
+def create_app(
+    gateway: Gateway | Settings | None = None, *, public: bool = True, admin_routes: bool = True
+) -> Starlette:
+    """The gateway app. `public` serves the API; `admin_routes` the admin endpoints and /metrics
+    (split across two apps when server.admin_port is set)."""
+    if not isinstance(gateway, Gateway):
+        settings = gateway or Settings()
+        metrics = Metrics()
+        gateway = Gateway(ConfigHolder(None, settings, "embedded",
+                                       lambda s, p: RerankService.from_settings(s, p, metrics), metrics), metrics)
+    table: list[Route] = [Route("/health", routes.health, methods=["GET"]),
+                          Route("/ready", routes.ready, methods=["GET"])]
+    if public:
+        table += [
+            *(Route(path, routes.rerank_endpoint("union"), methods=["POST"]) for path in routes.RERANK_PATHS),
+            Route("/infinity/rerank", routes.rerank_endpoint("infinity"), methods=["POST"]),
+            Route("/tei/rerank", routes.rerank_endpoint("tei"), methods=["POST"]),
+            Route("/openapi.json", routes.openapi, methods=["GET"]),
+            Route("/v1/models", routes.list_models, methods=["GET"]),
+        ]
+    if admin_routes:
+        table += [
+            Route("/admin/reload", admin.reload, methods=["POST"]),
+            Route("/admin/config", admin.config, methods=["GET"]),
+            Route("/metrics", routes.metrics, methods=["GET"]),
+        ]
+    holder = gateway.holder
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         warm_up()
+        watcher = None
+        if public and holder.path is not None and holder.current.settings.server.watch_config:
+            watcher = asyncio.create_task(watch(holder))
         yield
+        if watcher is not None:
+            watcher.cancel()
 
     app = Starlette(
-        routes=[
-            *(Route(path, routes.rerank_endpoint("union"), methods=["POST"]) for path in routes.RERANK_PATHS),
-            Route("/infinity/rerank", routes.rerank_endpoint("infinity"), methods=["POST"]),
-            Route("/tei/rerank", routes.rerank_endpoint("tei"), methods=["POST"]),
-            Route("/health", routes.health, methods=["GET"]),
-            Route("/openapi.json", routes.openapi, methods=["GET"]),
-            Route("/v1/models", routes.list_models, methods=["GET"]),
-        ],
+        routes=table,
         exception_handlers={
             GatewayError: routes.gateway_error,
             HTTPException: routes.http_error,
@@ -40,7 +94,12 @@ def create_app(settings: Settings | None = None, service: RerankService | None =
         },
         lifespan=lifespan,
     )
-    app.state.service = service
+    app.add_middleware(
+        RequestContextMiddleware, metrics=gateway.metrics, known_paths={route.path for route in table},
+        config_version=lambda: holder.current.version,
+        log_requests=lambda: holder.current.settings.server.log_requests,
+    )
+    app.state.gateway = gateway
     return app
 
 

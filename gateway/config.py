@@ -25,7 +25,30 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    admin_port: int = Field(0, ge=0, le=65535)  # 0: admin endpoints on the main port
     max_body_bytes: int = Field(5 * 1024 * 1024, gt=0)
+    max_concurrent_requests: int = Field(64, ge=1)  # beyond this: 503 + Retry-After, never a queue
+    graceful_shutdown_seconds: float = Field(25.0, ge=0)  # for in-flight requests after SIGTERM
+    drain_seconds: float = Field(0.0, ge=0)  # /ready answers 503 this long before the listener closes
+    watch_config: bool = False  # reload when the config file changes
+    log_requests: bool = True  # one JSON line per request
+
+
+# Settings that only a restart can change; a reload reports them instead of half-applying them.
+RESTART_REQUIRED = ("server.host", "server.port", "server.admin_port")
+
+
+class ApiKey(_Section):
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")  # `rerank-gateway hash-key` prints it
+    requests_per_minute: int = Field(0, ge=0)  # 0: unlimited
+    tokens_per_minute: int = Field(0, ge=0)
+
+
+class AuthSettings(_Section):
+    enabled: bool = False  # off: rerank endpoints are open (local use); admin endpoints always need a key
+    keys: list[ApiKey] = Field(default_factory=list)
+    admin_keys: list[ApiKey] = Field(default_factory=list)
 
 
 class LimitsSettings(_Section):
@@ -139,9 +162,11 @@ def _default_model_names() -> dict[str, str]:
 
 
 class Settings(_Section):
-    default_model: str = "gpt-4-turbo-preview"
+    # An alias, or a list: the first alias that can be called (its key is set) is the default.
+    default_model: str | list[str] = "gpt-4-turbo-preview"
     prompts_dir: str | None = None  # the prompts/ shipped with the gateway when unset
     server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
     reliability: ReliabilitySettings = ReliabilitySettings()
     cache: CacheSettings = CacheSettings()
@@ -153,8 +178,11 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _aliases_exist(self) -> Settings:
-        if self.default_model not in self.models:
-            raise ValueError(f"default_model {self.default_model!r} is not one of the [models] aliases")
+        if not self.default_candidates:
+            raise ValueError("default_model must name at least one alias")
+        for candidate in self.default_candidates:
+            if candidate not in self.models:
+                raise ValueError(f"default_model {candidate!r} is not one of the [models] aliases")
         if DEFAULT_MODEL in self.models:
             raise ValueError(f"{DEFAULT_MODEL!r} is reserved in model_names and cannot be a model alias")
         for name, target in self.model_names.items():
@@ -166,10 +194,15 @@ class Settings(_Section):
                     raise ValueError(f"models.{alias}.fallbacks: {fallback!r} is not another [models] alias")
         return self
 
+    @property
+    def default_candidates(self) -> list[str]:
+        return [self.default_model] if isinstance(self.default_model, str) else list(self.default_model)
+
     def resolve_model(self, name: str | None) -> str | None:
-        """The alias serving `name`: an alias itself, an exact entry, then globs in file order."""
+        """The alias serving `name` (DEFAULT_MODEL for the default): an alias itself, an exact
+        entry, then globs in file order; None when nothing matches."""
         if not name:
-            return self.default_model
+            return DEFAULT_MODEL
         if name in self.models:
             return name
         target = self.model_names.get(name)
@@ -177,9 +210,7 @@ class Settings(_Section):
             target = next(
                 (t for pattern, t in self.model_names.items() if fnmatch.fnmatchcase(name, pattern)), None
             )
-        if target is None:
-            return None
-        return self.default_model if target == DEFAULT_MODEL else target
+        return target
 
 
 class ConfigError(ValueError):
@@ -192,10 +223,17 @@ def load_settings(path: str | Path | None = None) -> Settings:
         return Settings()
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    return parse_settings(raw, path)
+
+
+def parse_settings(raw: bytes, path: Path) -> Settings:
+    """Validate the bytes of a config file; errors name `path`, the key and the reason."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     try:
         settings = Settings.model_validate(data)

@@ -2,7 +2,11 @@
 
     GatewayError
     ├── InvalidRequest         400  bad JSON, bad fields, too many documents
+    ├── Unauthorized           401  missing or unknown API key (auth on)
+    ├── Forbidden              403  a key that may not do this (admin endpoints)
     ├── PayloadTooLarge        413  body over server.max_body_bytes
+    ├── RateLimited            429  the key's request or token rate is used up
+    ├── Overloaded             503  too many requests in flight; shed, not queued
     ├── ModelNotFound          404  a model name that no alias matches
     ├── ModelUnavailable       503  the alias is configured but cannot be used (missing key)
     ├── DeadlineExceeded       504  the request's own deadline passed
@@ -60,6 +64,40 @@ class InvalidRequest(GatewayError):
     status_code = 400
     error_type = "invalid_request_error"
     code = "invalid_request"
+
+
+class Unauthorized(GatewayError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="rerank-gateway"'}
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "forbidden"
+
+
+class RateLimited(GatewayError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, extra_headers: dict[str, str]) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.extra_headers = extra_headers
+
+    def headers(self) -> dict[str, str]:
+        return {**self.extra_headers, **super().headers()}
+
+
+class Overloaded(GatewayError):
+    status_code = 503
+    error_type = "api_error"
+    code = "overloaded"
 
 
 class PayloadTooLarge(GatewayError):

@@ -109,9 +109,13 @@ def logprobs_content(
 
 
 class LocalLLM(CustomLLM):
-    def __init__(self, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> None:
+    """LiteLLM's handler for `local/<model>`: one model loaded at a time, one generation at a time."""
+
+    def __init__(self, n_ctx: int | None = None, n_threads: int | None = None) -> None:
         super().__init__()
-        self.n_ctx, self.n_threads = n_ctx, n_threads
+        self.n_ctx = n_ctx  # None: DEFAULT_N_CTX
+        # None: llama.cpp's default, half the cores; 2 threads on 2 cores measured slower and erratic.
+        self.n_threads = n_threads
         self._llama: Any = None
         self._loaded: tuple[str, int] | None = None  # (model, n_ctx) of self._llama
         self._formatter: Any = None
@@ -121,22 +125,29 @@ class LocalLLM(CustomLLM):
 
     def _model(self, model: str) -> Any:
         """The loaded Llama; call with the lock held."""
-        if self._loaded != (model, self.n_ctx):
+        n_ctx = self.n_ctx or DEFAULT_N_CTX
+        if self._loaded != (model, n_ctx):
             path = gguf_path(model)
             try:
                 import llama_cpp
                 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
             except ImportError as exc:
-                raise LocalModelUnavailable(f"llama-cpp-python is not importable ({exc}); {INSTALL_HINT}") from exc
-            # logits_all stays off: it made a 260-token prompt ~5x slower and holds n_ctx x 49k floats.
+                reason = f"llama-cpp-python cannot be imported ({exc}); {INSTALL_HINT}"
+                raise LocalModelUnavailable(reason) from exc
+            self._llama = self._loaded = None  # free the old model before loading another
+            # logits_all stays off: it made a 260-token prompt 5x slower and holds n_ctx x 49k floats.
             # Logprobs come from the last position's logits, which llama.cpp keeps anyway.
-            llama = llama_cpp.Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+            llama = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=self.n_threads,
                                     logits_all=False, verbose=False)
-            special = lambda t: llama.detokenize([t], special=True).decode() if t >= 0 else ""  # noqa: E731
-            self._formatter = Jinja2ChatFormatter(  # the template the GGUF carries, as llama.cpp reads it
-                template=llama.metadata["tokenizer.chat_template"], eos_token=special(llama.token_eos()),
-                bos_token=special(llama.token_bos()), stop_token_ids=[llama.token_eos()])
-            self._llama, self._loaded = llama, (model, self.n_ctx)
+
+            def text(token: int) -> str:
+                return llama.detokenize([token], special=True).decode() if token >= 0 else ""
+
+            # The GGUF's own chat template, rendered the way llama-cpp's create_chat_completion does.
+            self._formatter = Jinja2ChatFormatter(
+                template=llama.metadata["tokenizer.chat_template"], eos_token=text(llama.token_eos()),
+                bos_token=text(llama.token_bos()), stop_token_ids=[llama.token_eos()])
+            self._llama, self._loaded = llama, (model, n_ctx)
         return self._llama
 
     def generate(self, model: str, messages: Sequence[Any], params: dict[str, Any]) -> ModelResponse:
@@ -147,17 +158,18 @@ class LocalLLM(CustomLLM):
         k = int(params.get("top_logprobs") or 0) if params.get("logprobs") else 0
         stops = [params["stop"]] if isinstance(params.get("stop"), str) else list(params.get("stop") or [])
         with self._lock:
+            llama = self._model(model)  # first: it explains a missing llama-cpp-python
             import llama_cpp
             import numpy as np
 
-            llama = self._model(model)
-            prompt_text = self._formatter(messages=chat_messages(messages))
-            prompt = llama.tokenize(prompt_text.prompt.encode(), add_bos=not prompt_text.added_special,
+            rendered = self._formatter(messages=chat_messages(messages))
+            prompt = llama.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special,
                                     special=True)
             room = llama.n_ctx() - len(prompt)
             if room < 1:
                 raise litellm.ContextWindowExceededError(
-                    f"prompt is {len(prompt)} tokens; local model context is {llama.n_ctx()}", model, PROVIDER)
+                    f"prompt is {len(prompt)} tokens; the local model's context is {llama.n_ctx()}",
+                    model, PROVIDER)
             limit = min(room, int(params.get("max_tokens") or params.get("max_completion_tokens") or room))
             if params.get("seed") is not None:
                 llama.set_seed(int(params["seed"]))
@@ -165,14 +177,17 @@ class LocalLLM(CustomLLM):
             tokens: list[int] = []
             steps: list[tuple[int, float, list[tuple[int, float]]]] = []
             finish, text = "length", ""
-            # OpenAI sampling: no top-k or min-p cut unless asked; temperature 0 is greedy.
-            for token in llama.generate(prompt, temp=float(params.get("temperature", 1.0)), top_k=0,
-                                        top_p=float(params.get("top_p", 1.0)), min_p=0.0, repeat_penalty=1.0):
+            # OpenAI's sampling: no top-k or min-p cut; temperature 0 is greedy. generate() also
+            # reuses the KV cache for the prompt prefix shared with the previous request.
+            temperature, top_p = float(params.get("temperature", 1.0)), float(params.get("top_p", 1.0))
+            for token in llama.generate(prompt, temp=temperature, top_k=0, top_p=top_p, min_p=0.0,
+                                        repeat_penalty=1.0):
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     finish = "stop"
                     break
                 if k:  # the logits this token was sampled from, before the next decode replaces them
-                    row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), (llama.n_vocab(),))
+                    logits = llama_cpp.llama_get_logits_ith(llama.ctx, -1)
+                    row = np.ctypeslib.as_array(logits, shape=(llama.n_vocab(),))
                     steps.append((token, *top_logprobs(row, token, k)))
                 tokens.append(token)
                 text = llama.detokenize(tokens, prev_tokens=prompt).decode("utf-8", errors="ignore")
@@ -181,8 +196,10 @@ class LocalLLM(CustomLLM):
                     break
                 if len(tokens) >= limit:
                     break
-            piece = lambda t, pos: llama.detokenize([t], prev_tokens=prompt + tokens[:pos]).decode(  # noqa: E731
-                "utf-8", errors="ignore")
+
+            def piece(token: int, pos: int) -> str:
+                return llama.detokenize([token], prev_tokens=prompt + tokens[:pos]).decode(errors="ignore")
+
             content = logprobs_content(steps, piece) if k else None
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish,
                                   "message": {"role": "assistant", "content": text}}
@@ -193,19 +210,26 @@ class LocalLLM(CustomLLM):
             usage=litellm.Usage(prompt_tokens=len(prompt), completion_tokens=len(tokens),
                                 total_tokens=len(prompt) + len(tokens)))
 
-    def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+    # LiteLLM calls these with keywords only; `optional_params` holds the OpenAI parameters
+    # (logprobs, top_logprobs, max_retries ... pass its check because drop_params stays False).
+    def completion(  # type: ignore[override]
+        self, model: str, messages: list, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
         return self.generate(model, messages, kwargs.get("optional_params") or {})
 
-    async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+    async def acompletion(  # type: ignore[override]
+        self, model: str, messages: list, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
         params = dict(kwargs.get("optional_params") or {})
-        timeout = kwargs.get("timeout")
+        timeout = kwargs.get("timeout")  # LiteLLM does not enforce it for custom providers
         seconds = timeout if isinstance(timeout, int | float) else getattr(timeout, "read", None)
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self.generate, model, messages, params)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self.generate, model, messages, params)
         try:
             # A timed-out request that has not started is cancelled off the queue; a running one finishes.
             return await asyncio.wait_for(future, seconds)
         except TimeoutError as exc:
-            raise litellm.Timeout(f"local model {model!r} did not answer within {seconds:g}s",
+            raise litellm.Timeout(f"local model {model!r} did not answer within {seconds}s",
                                   model, PROVIDER) from exc
 
 
@@ -215,10 +239,11 @@ _handler = LocalLLM()
 def register(n_ctx: int | None = None, n_threads: int | None = None) -> LocalLLM:
     """Make `local/<model>` callable through LiteLLM; safe to call more than once.
 
-    A larger `n_ctx` than the loaded model's reloads it on the next call; smaller ones are ignored.
+    The context is the largest `n_ctx` asked for (DEFAULT_N_CTX if none); growing it reloads the model
+    on the next call.
     """
     if n_ctx is not None:
-        _handler.n_ctx = max(_handler.n_ctx if _handler._loaded else 0, n_ctx)
+        _handler.n_ctx = max(_handler.n_ctx or 0, n_ctx)
     if n_threads is not None:
         _handler.n_threads = n_threads
     entries = [e for e in litellm.custom_provider_map if e.get("provider") != PROVIDER]

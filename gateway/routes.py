@@ -7,17 +7,20 @@ import json
 import logging
 import math
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway import dialects
+from gateway.access import authenticate
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
 from gateway.openapi import build_openapi
 from gateway.protocol import parse_rerank_request
-from gateway.service import RerankService
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 logger = logging.getLogger("gateway")
 T = TypeVar("T")
@@ -30,21 +33,39 @@ RERANK_PATHS = ["/v1/rerank", "/v2/rerank", "/rerank", "/v1/v2/rerank", "/v1/v1/
 
 def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
     async def rerank(request: Request) -> Response:
-        service: RerankService = request.app.state.service
-        body = await read_json(request, service.settings.server.max_body_bytes)
-        dialect = dialects.detect(route_dialect, body)
-        rerank_request = parse_rerank_request(body, service.settings.limits)
-        work = service.rerank(
-            rerank_request, return_documents=dialects.RETURN_DOCUMENTS_DEFAULT[dialect],
-            timeout=header_timeout(request),
-        )
-        outcome = await cancel_on_disconnect(request, work)
+        gateway: Gateway = request.app.state.gateway
+        # One generation for the whole request: a reload mid-way does not touch it.
+        generation = gateway.holder.current
+        service, settings = generation.service, generation.settings
+        log = request.scope["state"]["log"]
+        log["config_version"] = generation.version
+        limits = authenticate(request, settings.auth, gateway.limiter, gateway.metrics)
+        gateway.gate.enter(settings.server.max_concurrent_requests)
+        try:
+            body = await read_json(request, settings.server.max_body_bytes)
+            dialect = dialects.detect(route_dialect, body)
+            rerank_request = parse_rerank_request(body, settings.limits)
+            log["documents"] = len(rerank_request.documents)
+            work = service.rerank(
+                rerank_request, return_documents=dialects.RETURN_DOCUMENTS_DEFAULT[dialect],
+                timeout=header_timeout(request),
+            )
+            outcome = await cancel_on_disconnect(request, work)
+        finally:
+            gateway.gate.leave()
         if outcome is None:
             return Response(status_code=499)  # nobody is listening; nginx's code for it
         response, hit = outcome
+        meta, usage = response.meta, response.usage
+        log.update(model=meta.model_alias, mode=meta.mode, cache="hit" if hit else "miss",
+                   llm_calls=meta.llm_calls, prompt_tokens=usage.prompt_tokens,
+                   completion_tokens=usage.completion_tokens, cost_usd=meta.cost_usd)
         headers = {"x-cache": "HIT" if hit else "MISS"}
-        if response.meta.fallbacks:
-            headers["x-rerank-fallback"] = ",".join(response.meta.fallbacks)
+        if meta.fallbacks:
+            headers["x-rerank-fallback"] = ",".join(meta.fallbacks)
+        if limits is not None:
+            limits.charge_tokens(usage.total_tokens)
+            headers.update(limits.headers())
         return JSONResponse(dialects.render(dialect, response), headers=headers)
 
     return rerank
@@ -90,11 +111,28 @@ async def openapi(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    """Liveness: the process answers."""
     return JSONResponse({"status": "ok"})
 
 
+async def ready(request: Request) -> Response:
+    """Readiness: a config is loaded and the process is not draining for shutdown."""
+    gateway: Gateway = request.app.state.gateway
+    if gateway.holder.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    return JSONResponse({"status": "ready", "config_version": gateway.holder.current.version})
+
+
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)
+
+
 async def list_models(request: Request) -> Response:
-    service: RerankService = request.app.state.service
+    gateway: Gateway = request.app.state.gateway
+    generation = gateway.holder.current
+    authenticate(request, generation.settings.auth, gateway.limiter, gateway.metrics)
+    service = generation.service
     data = [
         {
             "id": alias,
@@ -102,7 +140,7 @@ async def list_models(request: Request) -> Response:
             "owned_by": "rerank-gateway",
             "llm_model": runtime.settings.litellm_model,
             "mode": runtime.settings.mode,
-            "default": alias == service.settings.default_model,
+            "default": alias == service.default_alias,
             "available": runtime.chat.unavailable_reason() is None,
         }
         for alias, runtime in service.models.items()

@@ -22,23 +22,28 @@ class ModelRuntime:
     encoding: tiktoken.Encoding
 
 
-def build_models(settings: Settings) -> dict[str, ModelRuntime]:
-    """The real clients: LiteLLM for every alias, tiktoken for counting."""
-    return {
-        alias: ModelRuntime(
-            alias, model, LiteLLMChatClient(model),
-            get_encoding(model.encoding or encoding_name_for(model.litellm_model)),
-        )
-        for alias, model in settings.models.items()
-    }
+def build_models(settings: Settings, previous: dict[str, ModelRuntime] | None = None) -> dict[str, ModelRuntime]:
+    """The real clients: LiteLLM for every alias, tiktoken for counting; unchanged ones reused."""
+    models = {}
+    for alias, model in settings.models.items():
+        old = (previous or {}).get(alias)
+        if old is not None and old.settings == model:
+            models[alias] = old
+        else:
+            encoding = get_encoding(model.encoding or encoding_name_for(model.litellm_model))
+            models[alias] = ModelRuntime(alias, model, LiteLLMChatClient(model), encoding)
+    return models
 
 
 class Upstreams:
     """Per-alias upstream handles. Aliases that call the same endpoint share one breaker."""
 
-    def __init__(self, settings: Settings, models: dict[str, ModelRuntime]) -> None:
+    def __init__(self, settings: Settings, models: dict[str, ModelRuntime],
+                 previous: Upstreams | None = None) -> None:
         policy = settings.reliability
-        breakers: dict[tuple[str, str | None], CircuitBreaker] = {}
+        same_policy = previous is not None and previous.policy == policy
+        # Breakers are per endpoint: an outage seen under one alias is an outage for all.
+        breakers: dict[tuple[str, str | None], CircuitBreaker] = dict(previous.breakers) if same_policy else {}
         self.by_alias: dict[str, Upstream] = {}
         for alias, runtime in models.items():
             endpoint = (runtime.settings.litellm_model, runtime.settings.resolved_api_base())
@@ -46,11 +51,13 @@ class Upstreams:
                 policy.breaker_failure_threshold, policy.breaker_cooldown_seconds,
                 policy.breaker_max_cooldown_seconds,
             ))
-            self.by_alias[alias] = Upstream(
-                alias, runtime.chat, runtime.settings.timeout_seconds, breaker,
-                asyncio.Semaphore(runtime.settings.max_concurrency),
-            )
+            old = previous.by_alias.get(alias) if previous else None
+            slots = old.slots if old and previous.models[alias].settings.max_concurrency == \
+                runtime.settings.max_concurrency else asyncio.Semaphore(runtime.settings.max_concurrency)
+            self.by_alias[alias] = Upstream(alias, runtime.chat, runtime.settings.timeout_seconds, breaker, slots)
         self.models = models
+        self.policy = policy
+        self.breakers = breakers
 
     def chain(self, alias: str) -> list[Upstream]:
         """The alias, then its fallbacks, leaving out any that cannot be called at all."""

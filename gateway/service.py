@@ -14,12 +14,13 @@ from pathlib import Path
 
 from gateway import listwise, pointwise
 from gateway.cache import ResultCache, cache_key
-from gateway.config import ListwiseSettings, Mode, PointwiseSettings, Settings
+from gateway.config import DEFAULT_MODEL, ListwiseSettings, Mode, PointwiseSettings, Settings
 from gateway.errors import DeadlineExceeded, ModelNotFound, ModelUnavailable
 from gateway.prompts import Prompt, default_prompts_dir, load_prompts, require_prompt
 from gateway.protocol import (
     BilledUnits, RerankMeta, RerankRequest, RerankResponse, RerankResult, Tokens, Usage, search_units,
 )
+from gateway.metrics import Metrics
 from gateway.ranking import Ranking
 from gateway.resilience import RetryBudget
 from gateway.runtime import ModelRuntime, Upstreams, build_models
@@ -38,31 +39,55 @@ class RankingResult:
 class RerankService:
     """Everything one config needs to answer rerank requests."""
 
-    def __init__(self, settings: Settings, models: dict[str, ModelRuntime], prompts: dict[str, Prompt]) -> None:
+    def __init__(
+        self, settings: Settings, models: dict[str, ModelRuntime], prompts: dict[str, Prompt],
+        previous: RerankService | None = None, metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.models = models
-        self.upstreams = Upstreams(settings, models)
-        self.retry_budget = RetryBudget(settings.reliability.retry_budget_ratio)
+        self.metrics = metrics
+        # A reload keeps what it can: breakers and slots of unchanged upstreams, the retry
+        # budget, and the cache (its keys already cover everything a config can change).
+        self.upstreams = Upstreams(settings, models, previous.upstreams if previous else None)
+        # The first default candidate that can be called, e.g. a hosted model when its key is set,
+        # else a local one.
+        candidates = settings.default_candidates
+        usable = [a for a in candidates if models[a].chat.unavailable_reason() is None]
+        self.default_alias = (usable or candidates)[0]
+        same_budget = previous and previous.settings.reliability.retry_budget_ratio == \
+            settings.reliability.retry_budget_ratio
+        self.retry_budget = previous.retry_budget if previous and same_budget else \
+            RetryBudget(settings.reliability.retry_budget_ratio)
         self.prompts: dict[Mode, Prompt] = {
             "listwise": require_prompt(prompts, settings.listwise.prompt, "listwise"),
             "pointwise": require_prompt(prompts, settings.pointwise.prompt, "pointwise"),
         }
         pointwise.check_labels(self.prompts["pointwise"], settings.pointwise.max_label)
-        self.cache: ResultCache[RankingResult] = ResultCache(
-            max_entries=settings.cache.max_entries,
-            ttl_seconds=settings.cache.ttl_seconds,
-            enabled=settings.cache.enabled,
-        )
+        if previous is not None and previous.settings.cache == settings.cache:
+            self.cache: ResultCache[RankingResult] = previous.cache
+        else:
+            self.cache = ResultCache(
+                max_entries=settings.cache.max_entries,
+                ttl_seconds=settings.cache.ttl_seconds,
+                enabled=settings.cache.enabled,
+            )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RerankService:
-        """Build the real thing: LiteLLM clients, tiktoken encodings, prompt files."""
-        models = build_models(settings)
+    def from_settings(
+        cls, settings: Settings, previous: RerankService | None = None, metrics: Metrics | None = None
+    ) -> RerankService:
+        """Build the real thing: LiteLLM clients, tiktoken encodings, prompt files.
+
+        With `previous`, model clients whose settings did not change are reused warm.
+        """
+        models = build_models(settings, previous.models if previous else None)
         prompts_dir = Path(settings.prompts_dir) if settings.prompts_dir else default_prompts_dir()
-        return cls(settings, models, load_prompts(prompts_dir))
+        return cls(settings, models, load_prompts(prompts_dir), previous, metrics)
 
     def resolve(self, name: str | None) -> ModelRuntime:
         alias = self.settings.resolve_model(name)
+        if alias == DEFAULT_MODEL:
+            alias = self.default_alias
         runtime = self.models.get(alias) if alias else None
         if runtime is None:
             raise ModelNotFound(
@@ -103,7 +128,8 @@ class RerankService:
         )
 
         async def compute() -> tuple[RankingResult, bool]:
-            chat = RequestChat(self.upstreams.chain(model.alias), policy, self.retry_budget, deadline)
+            chat = RequestChat(self.upstreams.chain(model.alias), policy, self.retry_budget, deadline,
+                               self._observe_attempt if self.metrics else None)
             ranking = await self._rank(model, mode, prompt, params, request, chat)
             self._raise_if_mostly_failed(ranking)
             fallbacks = sorted(set(chat.answered_by) - {model.alias})
@@ -119,7 +145,27 @@ class RerankService:
             raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline") from None
         if request.return_documents is not None:
             return_documents = request.return_documents
-        return self._response(request, model, mode, result, hit, return_documents), hit
+        response = self._response(request, model, mode, result, hit, return_documents)
+        if self.metrics:
+            self._observe_response(response)
+        return response, hit
+
+    def _observe_attempt(self, alias: str, seconds: float, failure: str | None) -> None:
+        assert self.metrics is not None
+        self.metrics.llm_latency.labels(alias).observe(seconds)
+        if failure:
+            self.metrics.llm_failures.labels(alias, failure).inc()
+
+    def _observe_response(self, response: RerankResponse) -> None:
+        assert self.metrics is not None
+        meta, usage, m = response.meta, response.usage, self.metrics
+        m.cache.labels("hit" if meta.cached else "miss").inc()
+        if meta.cached:
+            return
+        m.tokens.labels(meta.model_alias, "input").inc(usage.prompt_tokens)
+        m.tokens.labels(meta.model_alias, "output").inc(usage.completion_tokens)
+        m.cost.labels(meta.model_alias).inc(meta.cost_usd)
+        m.parse_failures.labels(meta.mode).inc(meta.parse_failures)
 
     def _params(self, mode: Mode, token_budget: int | None) -> ListwiseSettings | PointwiseSettings:
         """The strategy settings, with the client's per-document token budget if it is lower."""

@@ -13,12 +13,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gateway.config import ReliabilitySettings
 from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.llm import ChatClient, ChatReply, ChatRequest
 from gateway.resilience import CircuitBreaker, RetryBudget, backoff_delay
+
+
+# (alias, seconds, failure kind or None): what metrics want to know of each attempt.
+AttemptObserver = Callable[[str, float, "str | None"], None]
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,9 @@ class RequestChat:
     """`ChatClient` for one request: a fallback chain under one deadline."""
 
     def __init__(self, chain: list[Upstream], policy: ReliabilitySettings, budget: RetryBudget,
-                 deadline: float) -> None:
+                 deadline: float, observe: AttemptObserver | None = None) -> None:
         self.chain = chain
+        self.observe = observe
         self.policy = policy
         self.budget = budget
         self.deadline = deadline  # time.monotonic()
@@ -93,10 +99,14 @@ class RequestChat:
         except TimeoutError:
             upstream.breaker.release_probe()
             raise UpstreamTimeout(f"no free slot for model {upstream.alias!r} before the deadline") from None
+        started = time.monotonic()
         try:
             self.attempts += 1
             reply = await upstream.chat.complete(replace(request, timeout=min(upstream.timeout, remaining)))
         except UpstreamError as exc:
+            if self.observe:
+                self.observe(upstream.alias, time.monotonic() - started, exc.code if exc.status is None
+                             else f"http_{exc.status}")
             # Only failures that say the upstream is unwell count against it; a 4xx
             # means it is up and answering (and a probe that got one succeeded).
             if exc.retryable:
@@ -110,6 +120,8 @@ class RequestChat:
         finally:
             upstream.slots.release()
         upstream.breaker.record_success()
+        if self.observe:
+            self.observe(upstream.alias, time.monotonic() - started, None)
         return reply
 
     def _retry_delay(self, upstream: Upstream, exc: UpstreamError, retry: int) -> float | None:

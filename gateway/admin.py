@@ -1,0 +1,42 @@
+"""Admin endpoints: reload the config, read what is running. Always behind an admin key."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.access import authenticate_admin
+from gateway.errors import error_body
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+
+async def reload(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    authenticate_admin(request, gateway.holder.current.settings.auth)
+    outcome = await gateway.holder.reload("admin")
+    if outcome.ok:
+        return JSONResponse(outcome.to_body())
+    message = "config rejected; still serving version %d: %s" % (outcome.version, "; ".join(outcome.errors))
+    body = {**error_body(message, "invalid_request_error", "invalid_config"), **outcome.to_body()}
+    return JSONResponse(body, status_code=400)
+
+
+async def config(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    generation = gateway.holder.current
+    authenticate_admin(request, generation.settings.auth)
+    service = generation.service
+    return JSONResponse({
+        "version": generation.version,
+        "hash": generation.digest,
+        "loaded_at": generation.loaded_at,
+        "path": str(gateway.holder.path) if gateway.holder.path else None,
+        "default_model": service.default_alias,
+        "models": {alias: {"llm_model": rt.settings.litellm_model, "mode": rt.settings.mode,
+                           "available": rt.chat.unavailable_reason() is None}
+                   for alias, rt in service.models.items()},
+    })

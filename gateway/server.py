@@ -1,0 +1,65 @@
+"""Run the gateway under uvicorn: graceful drain on SIGTERM, reload on SIGHUP, an optional admin port.
+
+Plain uvicorn exits on SIGHUP and closes its listener at once on SIGTERM; here
+SIGHUP reloads the config in process, and SIGTERM first turns /ready to 503
+(for `server.drain_seconds`), then lets in-flight requests finish within
+`server.graceful_shutdown_seconds` before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Generator
+
+import uvicorn
+
+from gateway.app import Gateway, create_app
+
+logger = logging.getLogger("gateway")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # signals are handled once for all servers, in serve()
+
+
+async def serve(gateway: Gateway, host: str, port: int, log_level: str) -> None:
+    settings = gateway.holder.current.settings.server
+    apps = [(create_app(gateway, admin_routes=not settings.admin_port), port)]
+    if settings.admin_port:
+        apps.append((create_app(gateway, public=False), settings.admin_port))
+    servers = [
+        _Server(uvicorn.Config(app, host=host, port=p, log_level=log_level,
+                               timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds)))
+        for app, p in apps
+    ]
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        if gateway.holder.draining:
+            if sig == signal.SIGINT:  # a second Ctrl-C: stop waiting for in-flight requests
+                for server in servers:
+                    server.force_exit = True
+            return
+        gateway.holder.draining = True
+        drain = gateway.holder.current.settings.server.drain_seconds
+        logger.info("%s: draining (not ready) for %gs, then finishing in-flight requests", sig.name, drain)
+
+        def exit_all() -> None:
+            for server in servers:
+                server.should_exit = True
+
+        loop.call_later(drain, exit_all)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.holder.reload("sighup")))
+    try:
+        await asyncio.gather(*(server.serve() for server in servers))
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
