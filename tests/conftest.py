@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -48,11 +48,13 @@ NO_RETRIES = "[reliability]\nmax_attempts = 1\nbreaker_failure_threshold = 10000
 
 
 def write_config(path: Path, upstream_port: int, extra: str = NO_RETRIES,
-                 aliases: list[tuple[str, str, str, str]] = ALIASES) -> Path:
-    """A config whose aliases call the fake upstream (unless their extra lines set api_base)."""
+                 aliases: list[tuple[str, str, str, str]] = ALIASES, server: str = "") -> Path:
+    """A config whose aliases call the fake upstream (unless their extra lines set api_base).
+
+    `extra` holds whole tables; `server` holds lines for the [server] table."""
     lines = [
         'default_model = "judge"',
-        "[server]\nmax_body_bytes = 200000",
+        f"[server]\nmax_body_bytes = 200000\n{server}",
         "[cache]\nenabled = true",
         extra,
     ]
@@ -78,11 +80,12 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        env = {**os.environ, "FAKE_UPSTREAM_KEY": FAKE_KEY, "NO_PROXY": "127.0.0.1,localhost"}
+        self.config = config
+        env = {**os.environ, "FAKE_UPSTREAM_KEY": FAKE_KEY, "NO_PROXY": "127.0.0.1,localhost", **(env or {})}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
@@ -101,12 +104,33 @@ class GatewayProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"gateway did not become healthy:\n{self.log.read_text()}")
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
         self.process.terminate()
         try:
-            self.process.wait(timeout=15)
+            return self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            return None
+
+
+@pytest.fixture
+def start_gateway(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start a gateway of its own, with extra TOML (and aliases) in its config; stopped after the test."""
+    started: list[GatewayProcess] = []
+
+    def start(extra: str = NO_RETRIES, aliases: list[tuple[str, str, str, str]] = ALIASES,
+              env: dict[str, str] | None = None, server: str = "") -> GatewayProcess:
+        n = len(started)
+        config = write_config(tmp_path / f"config{n}.toml", upstream.port, extra, aliases,  # type: ignore[attr-defined]
+                              server)
+        process = GatewayProcess(config, tmp_path / f"gateway{n}.log", env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.process.poll() is None:
+            process.stop()
 
 
 @pytest.fixture(scope="session")
