@@ -100,12 +100,13 @@ class ConfigHolder:
         current = self.current
         try:
             settings, digest = read_config(self.path)
-            if digest == current.digest:
-                return ReloadOutcome(True, current.version, digest)
-            service = self.build(settings, current.service)
         except ConfigError as exc:
             return ReloadOutcome(False, current.version, current.digest, errors=[str(exc)])
-        except Exception as exc:  # anything that stops a config from being built rejects it
+        if digest == current.digest:
+            return ReloadOutcome(True, current.version, digest)
+        try:
+            service = self.build(settings, current.service)
+        except Exception as exc:  # prompts, encodings, clients: anything that stops a build rejects it
             return ReloadOutcome(False, current.version, current.digest, errors=[f"{self.path}: {exc}"])
         errors, warnings = environment_problems(service)
         if errors:
