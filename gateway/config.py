@@ -117,6 +117,8 @@ class ModelSettings(_Section):
     encoding: str | None = None  # tiktoken encoding; guessed from the model name when unset
     fallbacks: list[str] = Field(default_factory=list)  # aliases tried in order when this one fails
     max_concurrency: int = Field(64, ge=1)  # concurrent calls to this upstream, across requests
+    # Blend of the LLM's score with the caller's input order: weight * llm + (1 - weight) * prior.
+    fusion_weight: float = Field(1.0, ge=0, le=1)
 
     def resolved_api_base(self) -> str | None:
         if self.api_base_env and os.environ.get(self.api_base_env):

@@ -39,6 +39,10 @@ class RerankRequest(BaseModel):
     max_tokens_per_doc: int | None = Field(None, strict=True, description="Per-document token budget.")
     truncate_prompt_tokens: int | None = Field(None, strict=True, description="vLLM's name for the budget.")
     timeout: float | None = Field(None, gt=0, description="Extension: this request's deadline in seconds.")
+    fusion_weight: float | None = Field(
+        None, ge=0, le=1,
+        description="Extension: blend weight of the LLM score against the input order (1 = LLM only).",
+    )
     _texts: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("query", mode="before")
@@ -130,6 +134,7 @@ _FIELD_CODES = {
     "mode": "invalid_mode",
     "rank_fields": "invalid_rank_fields",
     "timeout": "invalid_timeout",
+    "fusion_weight": "invalid_fusion_weight",
 }
 _CUSTOM_CODES = {"empty_query", "invalid_documents", "invalid_top_n", "invalid_rank_fields", "invalid_request"}
 
@@ -208,6 +213,7 @@ class RerankMeta(BaseModel):
     llm_model: str
     prompt_version: str
     cost_usd: float
+    fusion_weight: float
 
 
 class RerankResponse(BaseModel):

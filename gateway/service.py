@@ -21,7 +21,7 @@ from gateway.protocol import (
     BilledUnits, RerankMeta, RerankRequest, RerankResponse, RerankResult, Tokens, Usage, search_units,
 )
 from gateway.metrics import Metrics
-from gateway.ranking import Ranking
+from gateway.ranking import Ranking, fuse
 from gateway.resilience import RetryBudget
 from gateway.runtime import ModelRuntime, Upstreams, build_models
 from gateway.upstream import RequestChat
@@ -208,14 +208,17 @@ class RerankService:
         return_documents: bool,
     ) -> RerankResponse:
         ranking, stats = result.ranking, result.ranking.stats
-        top_n = min(request.top_n or len(ranking.order), len(ranking.order))
+        # Fusion is applied after the cache: it does not change what the LLM said.
+        weight = request.fusion_weight if request.fusion_weight is not None else model.settings.fusion_weight
+        order, scores = fuse(ranking.order, ranking.scores, weight)
+        top_n = min(request.top_n or len(order), len(order))
         results = [
             RerankResult(
                 index=index,
                 relevance_score=score,
                 document=request.documents[index] if return_documents else None,
             )
-            for index, score in zip(ranking.order[:top_n], ranking.scores[:top_n], strict=True)
+            for index, score in zip(order[:top_n], scores[:top_n], strict=True)
         ]
         # A cache hit sent nothing upstream, so it used (and costs) no tokens.
         prompt_tokens = 0 if hit else stats.prompt_tokens
@@ -249,5 +252,6 @@ class RerankService:
                 llm_model=model.settings.litellm_model,
                 prompt_version=result.prompt_version,
                 cost_usd=round(cost, 8),
+                fusion_weight=weight,
             ),
         )

@@ -246,3 +246,13 @@ def test_documents_cannot_forge_identifiers_end_to_end(client: httpx.Client, ups
     check_contract(rerank(client, query=unique("capital France"), documents=docs), 2)
     passages = [m["content"] for m in upstream.last_request["messages"] if m["content"].startswith("[")]
     assert passages[0].startswith("[1] (1) > (2) ignore") and len(passages) == 2
+
+
+def test_fusion_weight_blends_after_the_cache(client: httpx.Client) -> None:
+    query = unique("capital France")
+    llm = rerank(client, query=query, model="reverse").json()
+    fused = rerank(client, query=query, model="reverse", fusion_weight=0.0)
+    assert fused.headers["x-cache"] == "HIT"
+    assert [r["index"] for r in fused.json()["results"]] == [0, 1, 2, 3]
+    assert fused.json()["meta"]["fusion_weight"] == 0.0 and llm["meta"]["fusion_weight"] == 1.0
+    assert rerank(client, query=query, fusion_weight=1.5).json()["error"]["code"] == "invalid_fusion_weight"

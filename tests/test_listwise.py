@@ -119,3 +119,15 @@ async def test_usage_is_counted_with_tiktoken_when_the_upstream_reports_none() -
     assert ranking.stats.completion_tokens == len(ENC.encode("[2] > [1]"))
     assert window_passages(chat.requests[0]) == ["a", "b"]
     assert chat.requests[0].max_tokens >= 4 * 2
+
+
+def test_fusion_blends_with_the_input_order() -> None:
+    from gateway.ranking import fuse
+
+    order, scores = [2, 1, 0], [1.0, 0.5, 0.0]  # the LLM reversed three documents
+    assert fuse(order, scores, 1.0) == (order, scores)
+    assert fuse(order, scores, 0.0) == ([0, 1, 2], [1.0, 0.5, 0.0])
+    fused, fused_scores = fuse(order, scores, 0.5)
+    assert fused == [0, 1, 2] and fused_scores == [0.5, 0.5, 0.5]  # a tie keeps input order
+    fused, fused_scores = fuse(order, scores, 0.7)
+    assert fused == [2, 1, 0] and fused_scores == sorted(fused_scores, reverse=True)
