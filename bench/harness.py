@@ -41,8 +41,8 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def write_config(path: Path, upstream_port: int, *, cache: bool = False) -> Path:
-    """One alias per mode, all pointing at the fake "judge" model."""
+def write_config(path: Path, upstream_port: int, *, cache: bool = False, extra: str = "") -> Path:
+    """One alias per mode, all pointing at the fake "judge" model; `extra` is appended TOML (whole tables)."""
     parts = [f'default_model = "{ALIASES["listwise"]}"', f"[cache]\nenabled = {str(cache).lower()}"]
     for mode, alias in ALIASES.items():
         parts.append(
@@ -50,6 +50,8 @@ def write_config(path: Path, upstream_port: int, *, cache: bool = False) -> Path
             f'api_base = "http://127.0.0.1:{upstream_port}/v1"\napi_key_env = "{KEY_ENV}"\n'
             f'mode = "{mode}"\nlogprobs = true\ncontext_window = 128000'
         )
+    if extra:
+        parts.append(extra.strip())
     path.write_text("\n\n".join(parts) + "\n")
     return path
 
@@ -149,7 +151,7 @@ def sigterm_as_exit() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def running_stack(log_level: str = "info", keep_logs: bool = False) -> Iterator[Stack]:
+def running_stack(log_level: str = "info", keep_logs: bool = False, config_extra: str = "") -> Iterator[Stack]:
     """Fake upstream + gateway (cache disabled), both healthy; stopped on exit whatever happens."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_as_exit())
@@ -159,7 +161,7 @@ def running_stack(log_level: str = "info", keep_logs: bool = False) -> Iterator[
         upstream = start_fake_upstream(workdir)
         stack.callback(upstream.stop)
         upstream.wait_ready("/stats")
-        config = write_config(workdir / "config.toml", upstream.port, cache=False)
+        config = write_config(workdir / "config.toml", upstream.port, cache=False, extra=config_extra)
         gateway = start_gateway(config, workdir, log_level)
         stack.callback(gateway.stop)
         gateway.wait_ready("/health")

@@ -83,13 +83,16 @@ class LiteLLMChatClient:
         register_prices(settings)
 
     async def complete(self, request: ChatRequest) -> ChatReply:
-        timeout = request.timeout or self.settings.timeout_seconds
+        timeout = min(request.timeout or self.settings.timeout_seconds, self.settings.timeout_seconds)
         kwargs: dict[str, Any] = {
             "model": self.settings.litellm_model,
             "messages": request.messages,
             "temperature": 0,
             "max_tokens": request.max_tokens,
-            "timeout": timeout,
+            # Always the model's own timeout: LiteLLM caches one HTTP client per distinct
+            # timeout, so a per-call value would open (and leak) a client per call. The
+            # shorter per-attempt limit is enforced around the call instead.
+            "timeout": self.settings.timeout_seconds,
             "max_retries": 0,
             "api_base": self.api_base,
             "api_key": self._key(),
@@ -97,7 +100,8 @@ class LiteLLMChatClient:
         if request.top_logprobs:
             kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
         try:
-            response = await litellm.acompletion(**kwargs)
+            async with asyncio.timeout(timeout):
+                response = await litellm.acompletion(**kwargs)
         except (litellm.Timeout, asyncio.TimeoutError) as exc:
             raise UpstreamTimeout(
                 f"upstream model {self.settings.litellm_model} timed out after {timeout:g}s"

@@ -55,9 +55,16 @@ async def serve(gateway: Gateway, host: str, port: int, log_level: str) -> None:
 
         loop.call_later(drain, exit_all)
 
+    reloads: set[asyncio.Task[object]] = set()  # held, so a queued reload is not garbage-collected
+
+    def reload() -> None:
+        task = asyncio.ensure_future(gateway.holder.reload("sighup"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.holder.reload("sighup")))
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await asyncio.gather(*(server.serve() for server in servers))
     finally:
