@@ -44,8 +44,9 @@ class RequestContextMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         log: dict[str, Any] = {}
-        scope.setdefault("state", {}).update(request_id=request_id, log=log)
         started, status = time.monotonic(), 500
+        # Deadlines count from here, not from when a handler gets to run.
+        scope.setdefault("state", {}).update(request_id=request_id, log=log, arrived=started)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status

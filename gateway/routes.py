@@ -48,7 +48,7 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
             log["documents"] = len(rerank_request.documents)
             work = service.rerank(
                 rerank_request, return_documents=dialects.RETURN_DOCUMENTS_DEFAULT[dialect],
-                timeout=header_timeout(request),
+                timeout=header_timeout(request), arrived=request.scope["state"].get("arrived"),
             )
             outcome = await cancel_on_disconnect(request, work)
         finally:

@@ -99,12 +99,14 @@ class RerankService:
         return runtime
 
     async def rerank(
-        self, request: RerankRequest, *, return_documents: bool = True, timeout: float | None = None
+        self, request: RerankRequest, *, return_documents: bool = True, timeout: float | None = None,
+        arrived: float | None = None,
     ) -> tuple[RerankResponse, bool]:
         """Rank, or answer from cache; returns (response, cache hit).
 
         `return_documents` is the dialect's default, used when the request does
-        not say; `timeout` is a client's deadline (seconds), capped by config.
+        not say; `timeout` is a client's deadline (seconds), capped by config,
+        counted from `arrived` (time.monotonic() when the request came in).
         """
         model = self.resolve(request.model)
         mode: Mode = request.mode or model.settings.mode
@@ -113,7 +115,7 @@ class RerankService:
         policy = self.settings.reliability
         budget = min(timeout or request.timeout or policy.request_timeout_seconds,
                      policy.max_request_timeout_seconds)
-        deadline = time.monotonic() + budget
+        deadline = (arrived or time.monotonic()) + budget
         key = cache_key(
             llm=model.settings.litellm_model,
             api_base=model.settings.resolved_api_base(),
@@ -128,7 +130,8 @@ class RerankService:
         )
 
         async def compute() -> tuple[RankingResult, bool]:
-            chat = RequestChat(self.upstreams.chain(model.alias), policy, self.retry_budget, deadline,
+            # Calls stop a little early, leaving time to answer within the deadline.
+            chat = RequestChat(self.upstreams.chain(model.alias), policy, self.retry_budget, deadline - 0.02,
                                self._observe_attempt if self.metrics else None)
             ranking = await self._rank(model, mode, prompt, params, request, chat)
             self._raise_if_mostly_failed(ranking)
@@ -138,8 +141,7 @@ class RerankService:
             return result, not ranking.stats.failed_calls and not fallbacks
 
         try:
-            # A small margin past the deadline: the calls themselves stop at it.
-            async with asyncio.timeout(budget + 0.05):
+            async with asyncio.timeout(deadline - time.monotonic()):
                 result, hit = await self.cache.get_or_compute(key, compute)
         except TimeoutError:
             raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline") from None

@@ -114,8 +114,13 @@ class RequestChat:
             else:
                 upstream.breaker.record_success()
             raise
-        except BaseException:  # cancelled, or not the upstream's fault: no verdict on its health
-            upstream.breaker.release_probe()
+        except BaseException:
+            # Cut at the request's deadline, the upstream was too slow: that counts against it.
+            # Otherwise (the client left, a bug) there is no verdict on its health.
+            if time.monotonic() >= self.deadline:
+                upstream.breaker.record_failure()
+            else:
+                upstream.breaker.release_probe()
             raise
         finally:
             upstream.slots.release()
