@@ -9,21 +9,51 @@ cd "$(dirname "$0")"
 VENV=${RERANK_GATEWAY_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
+# llama-cpp-python compiles llama.cpp (~5 min on 2 cores): build its wheel once per version and
+# flags, outside the venv, and install from there. Not -march=native: these VMs report AMX in
+# cpuid but fault on it (SIGSEGV in ggml_backend_amx_mul_mat), so the build targets AVX2.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+WHEELS="${RERANK_GATEWAY_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/rerank-gateway/wheels}"
+
+llama_wheel() {
+    local version tag dir
+    version=$(sed -n 's/^llama[-_]cpp[-_]python==//p' constraints.txt)
+    tag=$(printf '%s' "$version $LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-12)
+    dir="$WHEELS/llama-$tag"
+    if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+        echo "building llama-cpp-python $version for the embedded local model: about 5 minutes on 2 cores," \
+             "once (the wheel is kept in $dir) ..." >&2
+        local started=$SECONDS
+        CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VENV/bin/python" -m pip wheel --quiet --disable-pip-version-check \
+            --no-deps --no-cache-dir --wheel-dir "$dir" "llama-cpp-python==$version" &
+        local build=$!
+        while kill -0 "$build" 2>/dev/null; do
+            sleep 30
+            kill -0 "$build" 2>/dev/null && echo "  ... still building llama-cpp-python ($((SECONDS - started)) s)" >&2
+        done
+        wait "$build" || { echo "building llama-cpp-python failed" >&2; exit 1; }
+        echo "built llama-cpp-python in $((SECONDS - started)) s" >&2
+    fi
+    echo "$dir"
+}
+
 setup() {
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
         echo "rerank-gateway needs Python >= 3.11 ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
         exit 1
     fi
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    # Reinstall only when the dependency pins change.
+    # Reinstall only when the dependency pins (or this script) change.
     local stamp="$VENV/.installed"
     local want
-    want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+    want=$(cat pyproject.toml constraints.txt "$0" | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "installing rerank-gateway and its pinned dependencies into $VENV ..." >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-            -c constraints.txt -e ".[test,compat]"
+        local wheels
+        wheels=$(llama_wheel)
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+            --find-links "$wheels" --only-binary llama-cpp-python -e ".[test,compat,local]"
         echo "$want" > "$stamp"
     fi
 }

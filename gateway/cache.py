@@ -64,10 +64,12 @@ class ResultCache(Generic[T]):
         try:
             value, _ = await asyncio.shield(task)
         except asyncio.CancelledError:
-            # The last caller to leave cancels the work: nobody is left to answer.
-            self._waiters[key] -= 1
-            if self._waiters[key] <= 0 and not task.done():
-                task.cancel()
+            # The last caller to leave cancels the work: nobody is left to answer. (The
+            # work may have finished, and forgotten its waiters, as this caller was cancelled.)
+            if not task.done() and self._inflight.get(key) is task:
+                self._waiters[key] -= 1
+                if self._waiters[key] <= 0:
+                    task.cancel()
             raise
         # Joined another request's computation: this one made no LLM call.
         return value, joined

@@ -82,10 +82,14 @@ def _serve(config: str | None, host: str | None, port: int | None, log_level: st
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
     default = service.models[service.default_alias]
+    passed_over = [
+        f"{alias} cannot be called: {service.models[alias].chat.unavailable_reason()}"
+        for alias in settings.default_candidates[: settings.default_candidates.index(default.alias)]
+    ]
     logger.info(
-        "rerank-gateway %s on http://%s:%d: default model %s -> %s (%s), models: %s",
+        "rerank-gateway %s on http://%s:%d: default model %s -> %s (%s)%s; models: %s",
         __version__, host, port, default.alias, default.settings.litellm_model, default.settings.mode,
-        ", ".join(service.models),
+        f" because {'; '.join(passed_over)}" if passed_over else "", ", ".join(service.models),
     )
     reason = default.chat.unavailable_reason()
     if reason:

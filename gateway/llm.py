@@ -23,6 +23,7 @@ litellm.suppress_debug_info = True
 litellm.drop_params = False  # a dropped `logprobs` would silently turn scores into guesses
 
 Message = dict[str, str]
+LOCAL_PROVIDER = "local"  # litellm_model "local/<name>": the embedded model (gateway.local_llm)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,14 @@ class LiteLLMChatClient:
         self.settings = settings
         self.api_base = settings.resolved_api_base()
         self.api_key = settings.resolved_api_key()
+        self.local_model = settings.litellm_model.removeprefix(f"{LOCAL_PROVIDER}/") \
+            if settings.litellm_model.startswith(f"{LOCAL_PROVIDER}/") else None
+        if self.local_model is not None:
+            from gateway import local_llm  # the embedded model's provider, only when configured
+
+            # Prompts are sized with tiktoken; SmolLM2's own tokenizer counts a few percent more
+            # (up to 1.5x on odd passages), so the model gets a quarter more room than the budget.
+            local_llm.register(n_ctx=settings.context_window + settings.context_window // 4)
         register_prices(settings)
 
     async def complete(self, request: ChatRequest) -> ChatReply:
@@ -124,6 +133,10 @@ class LiteLLMChatClient:
 
     def unavailable_reason(self) -> str | None:
         """Why this model cannot be called at all, or None when it can."""
+        if self.local_model is not None:
+            from gateway import local_llm
+
+            return local_llm.unavailable_reason(self.local_model)
         if self.api_key or self.api_base or not self.settings.api_key_env:
             return None
         return (

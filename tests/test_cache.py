@@ -108,3 +108,16 @@ async def test_disabled_cache_always_computes() -> None:
 
     assert await cache.get_or_compute("k", compute) == (1, False)
     assert await cache.get_or_compute("k", compute) == (2, False)
+
+
+@pytest.mark.anyio
+async def test_a_caller_cancelled_as_the_work_finishes_is_not_an_error() -> None:
+    cache: ResultCache[int] = ResultCache(max_entries=10, ttl_seconds=60)
+
+    async def quick() -> tuple[int, bool]:
+        return 1, True
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):  # expires while the computation completes
+            await cache.get_or_compute("k", quick)
+    assert not cache._inflight and not cache._waiters

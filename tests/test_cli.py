@@ -41,19 +41,39 @@ def no_openai_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
 
-def test_embedded_defaults_serve_and_say_what_is_missing(tmp_path: Path, no_openai_key: None) -> None:
+def test_embedded_defaults_serve_and_say_which_default_they_chose(tmp_path: Path, no_openai_key: None) -> None:
     empty = tmp_path / "empty.toml"
     empty.write_text("")  # same as no file: every key at its default
     gateway = GatewayProcess(empty, tmp_path / "log")
     try:
         assert httpx.get(f"{gateway.url}/health").status_code == 200
-        response = httpx.post(f"{gateway.url}/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
-        assert response.status_code == 503
-        assert response.json()["error"]["code"] == "model_unavailable"
-        assert "OPENAI_API_KEY is not set" in response.json()["error"]["message"]
+        hosted = httpx.post(f"{gateway.url}/v1/rerank",
+                            json={"query": "q", "documents": ["a", "b"], "model": "gpt-4-turbo-preview"})
+        assert hosted.status_code == 503
+        assert hosted.json()["error"]["code"] == "model_unavailable"
+        assert "OPENAI_API_KEY is not set" in hosted.json()["error"]["message"]
+        models = {m["id"]: m for m in httpx.get(f"{gateway.url}/v1/models").json()["data"]}
     finally:
         gateway.stop()
     log = (tmp_path / "log").read_text()
-    assert "default model gpt-4-turbo-preview -> openai/gpt-4-turbo-preview" in log
-    assert "OPENAI_API_KEY is not set" in log
+    local_installed = models["local"]["available"]
+    if local_installed:  # the local extra is installed: it is the default, and start-up says why
+        assert models["local"]["default"]
+        assert ("default model local -> local/smollm2-135m (pointwise) because gpt-4-turbo-preview cannot be "
+                "called: model 'openai/gpt-4-turbo-preview' needs an API key") in log
+    else:
+        assert models["gpt-4-turbo-preview"]["default"] and "OPENAI_API_KEY is not set" in log
     assert os.environ.get("OPENAI_API_KEY") is None
+
+
+def test_with_a_key_the_hosted_model_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    gateway = GatewayProcess(empty, tmp_path / "log")
+    try:
+        models = {m["id"]: m for m in httpx.get(f"{gateway.url}/v1/models").json()["data"]}
+    finally:
+        gateway.stop()
+    assert models["gpt-4-turbo-preview"]["default"] and not models["local"]["default"]
+    assert "default model gpt-4-turbo-preview -> openai/gpt-4-turbo-preview (listwise);" in (tmp_path / "log").read_text()

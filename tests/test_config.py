@@ -10,7 +10,8 @@ from tests.conftest import ROOT
 
 def test_no_file_means_embedded_defaults() -> None:
     settings = load_settings(None)
-    assert settings.default_model == "gpt-4-turbo-preview"
+    assert settings.default_model == ["gpt-4-turbo-preview", "local"]
+    assert settings.models["local"].litellm_model == "local/smollm2-135m"
     model = settings.models["gpt-4-turbo-preview"]
     assert model.litellm_model == "openai/gpt-4-turbo-preview"
     assert (model.input_cost_per_million, model.output_cost_per_million) == (10.0, 30.0)

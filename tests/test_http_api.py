@@ -256,3 +256,8 @@ def test_fusion_weight_blends_after_the_cache(client: httpx.Client) -> None:
     assert [r["index"] for r in fused.json()["results"]] == [0, 1, 2, 3]
     assert fused.json()["meta"]["fusion_weight"] == 0.0 and llm["meta"]["fusion_weight"] == 1.0
     assert rerank(client, query=query, fusion_weight=1.5).json()["error"]["code"] == "invalid_fusion_weight"
+
+
+def test_a_deadline_that_has_already_passed_is_a_504(client: httpx.Client) -> None:
+    response = rerank(client, query=unique("capital"), timeout=1e-9)
+    assert response.status_code == 504 and response.json()["error"]["code"] == "deadline_exceeded"
