@@ -13,6 +13,7 @@ two cores, and the event loop stays free.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import math
 import threading
@@ -237,6 +238,16 @@ class LocalLLM(CustomLLM):
 
 
 _handler = LocalLLM()
+
+
+@atexit.register
+def _close() -> None:
+    # Free the model while llama.cpp's library is still loaded; left to garbage collection at
+    # interpreter exit, its finalizer calls into an already torn-down binding and prints a traceback.
+    with _handler._lock:
+        if _handler._llama is not None:
+            _handler._llama.close()
+            _handler._llama = _handler._loaded = None
 
 
 def register(n_ctx: int | None = None, n_threads: int | None = None) -> LocalLLM:
