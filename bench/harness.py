@@ -15,8 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 from pathlib import Path
 
 import httpx
@@ -181,3 +182,12 @@ def process_cpu_seconds(pid: int | str = "self") -> float:
     fields = stat[stat.rindex(")") + 2:].split()
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def run_main(main: Callable[[], int | None]) -> NoReturn:
+    """Exit with `main()`'s status; Ctrl-C exits 130 (the servers were already stopped on the way out)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -193,8 +193,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the servers were already stopped on the way out
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    harness.run_main(main)
