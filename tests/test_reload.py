@@ -161,3 +161,19 @@ def test_check_config_validates_without_serving(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "gateway", "check-config", str(bad)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and f"{bad}: cache.ttl_seconds" in result.stderr
+
+
+def test_a_reload_keeps_warm_clients_breakers_and_the_cache(tmp_path: Path) -> None:
+    from gateway.config import parse_settings
+    from gateway.service import RerankService
+
+    base = 'default_model = "a"\n[models.a]\nlitellm_model = "openai/a"\napi_base = "http://127.0.0.1:9/v1"\n'
+    first = RerankService.from_settings(parse_settings(base.encode(), tmp_path / "c.toml"))
+    changed = base + '[models.b]\nlitellm_model = "openai/b"\napi_base = "http://127.0.0.1:9/v1"\n'
+    second = RerankService.from_settings(parse_settings(changed.encode(), tmp_path / "c.toml"), previous=first)
+    assert second.models["a"] is first.models["a"]  # the same LiteLLM client, warm
+    assert second.upstreams.by_alias["a"].breaker is first.upstreams.by_alias["a"].breaker
+    assert second.cache is first.cache and second.retry_budget is first.retry_budget
+    resized = RerankService.from_settings(
+        parse_settings((changed + "[cache]\nmax_entries = 5\n").encode(), tmp_path / "c.toml"), previous=second)
+    assert resized.cache is not second.cache and resized.models["b"] is second.models["b"]
