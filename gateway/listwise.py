@@ -87,6 +87,12 @@ def parse_permutation(text: str, n: int) -> tuple[list[int], bool]:
     return ranked, bool(seen)
 
 
+def is_acknowledgement(prompt: Prompt, answer: str) -> bool:
+    """Whether `answer` is one of the prompt's own "Received passage [n]." turns, echoed."""
+    pattern = re.escape(prompt.render("passage_ack", id="987654321")).replace("987654321", r"\d+")
+    return re.fullmatch(pattern, answer.strip()) is not None
+
+
 def passage_budget(
     enc: tiktoken.Encoding, prompt: Prompt, query: str, settings: ListwiseSettings, context_window: int,
     instruction: str = "",
@@ -133,6 +139,9 @@ async def rank_listwise(
                 continue
             stats.record(enc, request, reply)
             permutation, parsed = parse_permutation(reply.text, len(window))
+            if parsed and is_acknowledgement(prompt, reply.text):
+                # Small models echo the conversation's "Received passage [20]." instead of ranking.
+                permutation, parsed = list(range(len(window))), False
             if not parsed:
                 stats.parse_failures += 1
             order[start:end] = [window[p] for p in permutation]

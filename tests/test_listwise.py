@@ -131,3 +131,11 @@ def test_fusion_blends_with_the_input_order() -> None:
     assert fused == [0, 1, 2] and fused_scores == [0.5, 0.5, 0.5]  # a tie keeps input order
     fused, fused_scores = fuse(order, scores, 0.7)
     assert fused == [2, 1, 0] and fused_scores == sorted(fused_scores, reverse=True)
+
+
+@pytest.mark.anyio
+async def test_an_echoed_acknowledgement_is_not_a_ranking() -> None:
+    chat = MockChatClient(lambda request: ChatReply("Received passage [3]."))
+    job = prepare(ENC, prompt("listwise"), "q", ["a", "b", "c"], SETTINGS, 128_000)
+    ranking = await rank_listwise(chat, ENC, prompt("listwise"), job, SETTINGS)
+    assert ranking.order == [0, 1, 2] and ranking.stats.parse_failures == 1
