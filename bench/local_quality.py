@@ -28,7 +28,7 @@ from gateway import listwise, local_llm, pointwise
 from gateway.config import ListwiseSettings, ModelSettings, PointwiseSettings
 from gateway.llm import LiteLLMChatClient
 from gateway.prompts import Prompt, load_prompts
-from gateway.ranking import Ranking
+from gateway.ranking import Ranking, fuse  # the gateway's own fusion: what ships is what is measured
 from gateway.tokens import get_encoding
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,14 +51,6 @@ class ModeResult:
     parse_failures: int
     prompt_tokens_per_request: float
     per_query: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def fuse(ranking: Ranking, n: int, alpha: float) -> list[int]:
-    """BM25 positions 0..n-1 ordered by the fused score; ties keep BM25 order."""
-    llm_score = dict(zip(ranking.order, ranking.scores, strict=True))
-    prior = [1 - i / (n - 1) if n > 1 else 1.0 for i in range(n)]
-    fused = [alpha * llm_score[i] + (1 - alpha) * prior[i] for i in range(n)]
-    return sorted(range(n), key=lambda i: (-fused[i], i))
 
 
 async def rerank(
@@ -96,7 +88,8 @@ async def run_mode(
         ranking, took, cpu = await rerank(mode, client, prompt, query, depth)
         n = min(depth, len(query.candidates))
         docids = [c.docid for c in query.candidates]
-        orders = {"llm": ranking.order, **{f"fused a={a:g}": fuse(ranking, n, a) for a in alphas}}
+        fused = {f"fused a={a:g}": fuse(ranking.order, ranking.scores, a)[0] for a in alphas}
+        orders = {"llm": ranking.order, **fused}
         for variant, order in orders.items():
             runs[variant][query.qid] = [docids[i] for i in order] + docids[n:]
         seconds.append(took)
