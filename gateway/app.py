@@ -20,7 +20,7 @@ from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.middleware import RequestContextMiddleware
 from gateway.ratelimit import RateLimiter
-from gateway.reload import Builder, ConfigHolder, read_config, watch
+from gateway.reload import ConfigHolder, read_config, watch
 from gateway.service import RerankService
 
 logger = logging.getLogger("gateway")
@@ -39,12 +39,15 @@ class Gateway:
         self.gate = Gate(self.metrics)
 
 
-def build_gateway(path: Path | None = None, build: Builder | None = None) -> Gateway:
-    """Load `path` (or the embedded defaults) into a running gateway; a bad file raises ConfigError."""
+def build_gateway(path: Path | None = None, settings: Settings | None = None) -> Gateway:
+    """Load `path` (or `settings`, or the embedded defaults) into a gateway; a bad file raises ConfigError."""
     metrics = Metrics()
-    settings, digest = read_config(path)
-    builder = build or (lambda s, previous: RerankService.from_settings(s, previous, metrics))
-    return Gateway(ConfigHolder(path, settings, digest, builder, metrics), metrics)
+    settings, digest = read_config(path) if settings is None else (settings, "embedded")
+
+    def build(new: Settings, previous: RerankService | None) -> RerankService:
+        return RerankService.from_settings(new, previous, metrics)
+
+    return Gateway(ConfigHolder(path, settings, digest, build, metrics), metrics)
 
 
 def create_app(
@@ -53,10 +56,7 @@ def create_app(
     """The gateway app. `public` serves the API; `admin_routes` the admin endpoints and /metrics
     (split across two apps when server.admin_port is set)."""
     if not isinstance(gateway, Gateway):
-        settings = gateway or Settings()
-        metrics = Metrics()
-        gateway = Gateway(ConfigHolder(None, settings, "embedded",
-                                       lambda s, p: RerankService.from_settings(s, p, metrics), metrics), metrics)
+        gateway = build_gateway(settings=gateway)
     table: list[Route] = [Route("/health", routes.health, methods=["GET"]),
                           Route("/ready", routes.ready, methods=["GET"])]
     if public:
