@@ -20,7 +20,7 @@ async def reload(request: Request) -> Response:
     outcome = await gateway.holder.reload("admin")
     if outcome.ok:
         return JSONResponse(outcome.to_body())
-    message = "config rejected; still serving version %d: %s" % (outcome.version, "; ".join(outcome.errors))
+    message = f"config rejected; still serving version {outcome.version}: {'; '.join(outcome.errors)}"
     body = {**error_body(message, "invalid_request_error", "invalid_config"), **outcome.to_body()}
     return JSONResponse(body, status_code=400)
 

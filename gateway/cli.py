@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rerank-gateway: {exc}", file=sys.stderr)
         return 2
-    from gateway.auth import hash_key as digest, new_key
+    from gateway.auth import hash_key as digest
+    from gateway.auth import new_key
 
     if args.command == "hash-key":
         key = args.key if args.key is not None else sys.stdin.readline().strip()

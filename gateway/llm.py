@@ -111,7 +111,7 @@ class LiteLLMChatClient:
         try:
             async with asyncio.timeout(timeout):
                 response = await litellm.acompletion(**kwargs)
-        except (litellm.Timeout, asyncio.TimeoutError) as exc:
+        except (TimeoutError, litellm.Timeout) as exc:
             raise UpstreamTimeout(
                 f"upstream model {self.settings.litellm_model} timed out after {timeout:g}s"
             ) from exc

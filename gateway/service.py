@@ -16,11 +16,18 @@ from gateway import listwise, pointwise
 from gateway.cache import ResultCache, cache_key
 from gateway.config import DEFAULT_MODEL, ListwiseSettings, Mode, PointwiseSettings, Settings
 from gateway.errors import DeadlineExceeded, ModelNotFound, ModelUnavailable
+from gateway.metrics import Metrics
 from gateway.prompts import Prompt, default_prompts_dir, load_prompts, require_prompt
 from gateway.protocol import (
-    BilledUnits, RerankMeta, RerankRequest, RerankResponse, RerankResult, Tokens, Usage, search_units,
+    BilledUnits,
+    RerankMeta,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    Tokens,
+    Usage,
+    search_units,
 )
-from gateway.metrics import Metrics
 from gateway.ranking import Ranking, fuse
 from gateway.resilience import RetryBudget
 from gateway.runtime import ModelRuntime, Upstreams, build_models

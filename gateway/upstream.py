@@ -21,7 +21,6 @@ from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.llm import ChatClient, ChatReply, ChatRequest
 from gateway.resilience import CircuitBreaker, RetryBudget, backoff_delay
 
-
 # (alias, seconds, failure kind or None): what metrics want to know of each attempt.
 AttemptObserver = Callable[[str, float, "str | None"], None]
 

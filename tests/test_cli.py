@@ -76,4 +76,5 @@ def test_with_a_key_the_hosted_model_is_the_default(tmp_path: Path, monkeypatch:
     finally:
         gateway.stop()
     assert models["gpt-4-turbo-preview"]["default"] and not models["local"]["default"]
-    assert "default model gpt-4-turbo-preview -> openai/gpt-4-turbo-preview (listwise);" in (tmp_path / "log").read_text()
+    log = (tmp_path / "log").read_text()
+    assert "default model gpt-4-turbo-preview -> openai/gpt-4-turbo-preview (listwise);" in log

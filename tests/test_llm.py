@@ -10,8 +10,8 @@ from gateway.llm import ChatRequest, LiteLLMChatClient
 from tests.fake_upstream import FakeUpstream
 
 KEY = "sk-test-secret-key-123456"
-POINTWISE = [{"role": "system", "content": "Rate."},
-             {"role": "user", "content": "Query: capital of france\n\n<passage>\nParis is the capital of France\n</passage>"}]
+PASSAGE = "Query: capital of france\n\n<passage>\nParis is the capital of France\n</passage>"
+POINTWISE = [{"role": "system", "content": "Rate."}, {"role": "user", "content": PASSAGE}]
 
 
 def client(upstream: FakeUpstream, model: str, monkeypatch: pytest.MonkeyPatch, **extra: object) -> LiteLLMChatClient:

@@ -9,7 +9,13 @@ from gateway.config import ConfigError, PointwiseSettings
 from gateway.errors import UpstreamError
 from gateway.llm import ChatReply, ChatRequest, MockChatClient
 from gateway.pointwise import (
-    FALLBACK_SCORE, build_messages, check_labels, expected_label, parse_label, prepare, rank_pointwise,
+    FALLBACK_SCORE,
+    build_messages,
+    check_labels,
+    expected_label,
+    parse_label,
+    prepare,
+    rank_pointwise,
     score_reply,
 )
 from tests.strategies import ENC, prompt
@@ -86,7 +92,7 @@ async def test_documents_are_ordered_by_score_and_failures_go_last() -> None:
     ranking = await rank_pointwise(chat, ENC, conversations, SETTINGS, logprobs=True)
     assert ranking.order == [2, 0, 3, 1, 4]  # ties keep input order; failed and unparseable last
     assert ranking.scores[-2:] == [FALLBACK_SCORE, FALLBACK_SCORE]
-    assert all(a >= b for a, b in zip(ranking.scores, ranking.scores[1:]))
+    assert all(a >= b for a, b in zip(ranking.scores, ranking.scores[1:], strict=False))
     assert (ranking.stats.calls, ranking.stats.failed_calls, ranking.stats.parse_failures) == (5, 1, 1)
     assert chat.requests[0].top_logprobs == SETTINGS.top_logprobs and chat.requests[0].max_tokens == 1
 
