@@ -90,6 +90,9 @@ class LiteLLMChatClient:
             # (up to 1.5x on odd passages), so the model gets a quarter more room than the budget.
             local_llm.register(n_ctx=settings.context_window + settings.context_window // 4)
         register_prices(settings)
+        # Keys, base URLs and installed packages do not change while the process runs, so
+        # this is settled once here instead of on every request and call.
+        self._unavailable = self._find_unavailable_reason()
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         timeout = min(request.timeout or self.settings.timeout_seconds, self.settings.timeout_seconds)
@@ -133,6 +136,9 @@ class LiteLLMChatClient:
 
     def unavailable_reason(self) -> str | None:
         """Why this model cannot be called at all, or None when it can."""
+        return self._unavailable
+
+    def _find_unavailable_reason(self) -> str | None:
         if self.local_model is not None:
             from gateway import local_llm
 
@@ -145,9 +151,8 @@ class LiteLLMChatClient:
         )
 
     def _key(self) -> str | None:
-        reason = self.unavailable_reason()
-        if reason:
-            raise ModelUnavailable(reason)
+        if self._unavailable:
+            raise ModelUnavailable(self._unavailable)
         # Self-hosted OpenAI-compatible servers rarely check the key, but the SDK wants one.
         return self.api_key or ("no-key" if self.api_base else None)
 
