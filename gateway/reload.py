@@ -104,6 +104,10 @@ class ConfigHolder:
             return ReloadOutcome(False, current.version, current.digest, errors=[str(exc)])
         if digest == current.digest:
             return ReloadOutcome(True, current.version, digest)
+        restart = [key for key in RESTART_REQUIRED if _get(settings, key) != _get(current.settings, key)]
+        # Settings that need a restart keep their running values until then.
+        server = settings.server.model_copy(update={k.split(".")[1]: _get(current.settings, k) for k in restart})
+        settings = settings.model_copy(update={"server": server})
         try:
             service = self.build(settings, current.service)
         except Exception as exc:  # prompts, encodings, clients: anything that stops a build rejects it
@@ -111,11 +115,6 @@ class ConfigHolder:
         errors, warnings = environment_problems(service)
         if errors:
             return ReloadOutcome(False, current.version, current.digest, errors=[f"{self.path}: {e}" for e in errors])
-        restart = [key for key in RESTART_REQUIRED if _get(settings, key) != _get(current.settings, key)]
-        # Settings that need a restart keep their running values until then.
-        server = settings.server.model_copy(update={k.split(".")[1]: _get(current.settings, k) for k in restart})
-        settings = settings.model_copy(update={"server": server})
-        service.settings = settings
         self.current = Generation(settings, service, current.version + 1, digest, time.time())
         return ReloadOutcome(True, self.current.version, digest, True, warnings=warnings, restart_required=restart)
 
