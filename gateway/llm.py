@@ -31,7 +31,7 @@ class ChatRequest:
     messages: list[Message]
     max_tokens: int
     top_logprobs: int = 0  # 0: do not ask for logprobs
-    timeout: float | None = None  # this attempt's timeout; the model's own when None
+    timeout: float | None = None  # this attempt's time left; capped at the model's own timeout
 
 
 @dataclass(frozen=True)

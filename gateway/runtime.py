@@ -54,7 +54,7 @@ class Upstreams:
             old = previous.by_alias.get(alias) if previous else None
             slots = old.slots if old and previous.models[alias].settings.max_concurrency == \
                 runtime.settings.max_concurrency else asyncio.Semaphore(runtime.settings.max_concurrency)
-            self.by_alias[alias] = Upstream(alias, runtime.chat, runtime.settings.timeout_seconds, breaker, slots)
+            self.by_alias[alias] = Upstream(alias, runtime.chat, breaker, slots)
         self.models = models
         self.policy = policy
         self.breakers = breakers

@@ -31,7 +31,6 @@ class Upstream:
 
     alias: str
     chat: ChatClient
-    timeout: float
     breaker: CircuitBreaker
     slots: asyncio.Semaphore
 
@@ -101,7 +100,8 @@ class RequestChat:
         started = time.monotonic()
         try:
             self.attempts += 1
-            reply = await upstream.chat.complete(replace(request, timeout=min(upstream.timeout, remaining)))
+            # The client caps this at the model's own timeout.
+            reply = await upstream.chat.complete(replace(request, timeout=remaining))
         except UpstreamError as exc:
             if self.observe:
                 self.observe(upstream.alias, time.monotonic() - started, exc.code if exc.status is None

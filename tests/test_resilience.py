@@ -61,7 +61,7 @@ def test_breaker_opens_probes_once_and_recovers() -> None:
 
 
 def upstream(alias: str, handler, threshold: int = 100) -> Upstream:  # noqa: ANN001
-    return Upstream(alias, MockChatClient(handler), 5.0, CircuitBreaker(threshold, 60), asyncio.Semaphore(4))
+    return Upstream(alias, MockChatClient(handler), CircuitBreaker(threshold, 60), asyncio.Semaphore(4))
 
 
 def failing(*errors: UpstreamError):  # noqa: ANN201
