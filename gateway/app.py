@@ -6,40 +6,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from gateway import admin, routes
-from gateway.access import Gate
 from gateway.config import Settings
 from gateway.errors import GatewayError
-from gateway.metrics import Metrics
-from gateway.middleware import RequestContextMiddleware
-from gateway.ratelimit import RateLimiter
-from gateway.reload import ConfigHolder, read_config, watch
+from gateway.http import admin, exceptions, routes
+from gateway.http.middleware import RequestContextMiddleware
+from gateway.ops.metrics import Metrics
+from gateway.ops.reload import ConfigHolder, read_config, watch
+from gateway.ops.state import Gateway
 from gateway.service import RerankService
 
 logger = logging.getLogger("gateway")
 
 
-@dataclass
-class Gateway:
-    """What outlives any one config: the holder of the current one, metrics, rate buckets, the gate."""
-
-    holder: ConfigHolder
-    metrics: Metrics
-    limiter: RateLimiter = field(default_factory=RateLimiter)
-    gate: Gate = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.gate = Gate(self.metrics)
-
-
-def build_gateway(path: Path | None = None, settings: Settings | None = None) -> Gateway:
+def build_gateway(path: Path | None = None, settings: Settings | None = None) -> Gateway[RerankService]:
     """Load `path` (or `settings`, or the embedded defaults) into a gateway; a bad file raises ConfigError."""
     metrics = Metrics()
     settings, digest = read_config(path) if settings is None else (settings, "embedded")
@@ -51,7 +36,7 @@ def build_gateway(path: Path | None = None, settings: Settings | None = None) ->
 
 
 def create_app(
-    gateway: Gateway | Settings | None = None, *, public: bool = True, admin_routes: bool = True
+    gateway: Gateway[RerankService] | Settings | None = None, *, public: bool = True, admin_routes: bool = True
 ) -> Starlette:
     """The gateway app. `public` serves the API; `admin_routes` the admin endpoints and /metrics
     (split across two apps when server.admin_port is set)."""
@@ -88,9 +73,9 @@ def create_app(
     app = Starlette(
         routes=table,
         exception_handlers={
-            GatewayError: routes.gateway_error,
-            HTTPException: routes.http_error,
-            Exception: routes.internal_error,
+            GatewayError: exceptions.gateway_error,
+            HTTPException: exceptions.http_error,
+            Exception: exceptions.internal_error,
         },
         lifespan=lifespan,
     )

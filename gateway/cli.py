@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rerank-gateway: {exc}", file=sys.stderr)
         return 2
-    from gateway.auth import hash_key as digest
-    from gateway.auth import new_key
+    from gateway.ops.auth import hash_key as digest
+    from gateway.ops.auth import new_key
 
     if args.command == "hash-key":
         key = args.key if args.key is not None else sys.stdin.readline().strip()
@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(path: Path) -> int:
-    from gateway.reload import environment_problems, read_config
+    from gateway.ops.reload import read_config
     from gateway.service import RerankService
 
     settings, digest = read_config(path)
     service = RerankService.from_settings(settings)
-    errors, warnings = environment_problems(service)
+    errors, warnings = service.availability_problems()
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     for line in errors:

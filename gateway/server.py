@@ -16,7 +16,9 @@ from collections.abc import Generator
 
 import uvicorn
 
-from gateway.app import Gateway, create_app
+from gateway.app import create_app
+from gateway.ops.state import Gateway
+from gateway.service import RerankService
 
 logger = logging.getLogger("gateway")
 
@@ -27,7 +29,7 @@ class _Server(uvicorn.Server):
         yield  # signals are handled once for all servers, in serve()
 
 
-async def serve(gateway: Gateway, host: str, port: int, log_level: str) -> None:
+async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level: str) -> None:
     settings = gateway.holder.current.settings.server
     apps = [(create_app(gateway, admin_routes=not settings.admin_port), port)]
     if settings.admin_port:

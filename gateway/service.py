@@ -1,7 +1,7 @@
-"""The rerank use case: from a validated request to a response body.
+"""The rerank use case: from a validated query to a ranked answer.
 
-Knows nothing of HTTP; routes hand it a `RerankRequest` and turn its
-`GatewayError`s into responses.
+Knows nothing of HTTP: the HTTP edge turns a request body into a `RerankQuery`,
+and the `RerankAnswer` (or a `GatewayError`) into a response.
 """
 
 from __future__ import annotations
@@ -9,50 +9,102 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import listwise, pointwise
-from gateway.cache import ResultCache, cache_key
-from gateway.config import DEFAULT_MODEL, ListwiseSettings, Mode, PointwiseSettings, Settings
-from gateway.errors import DeadlineExceeded, ModelNotFound, ModelUnavailable
-from gateway.metrics import Metrics
-from gateway.prompts import Prompt, default_prompts_dir, load_prompts, require_prompt
-from gateway.protocol import (
-    BilledUnits,
-    RerankMeta,
-    RerankRequest,
-    RerankResponse,
-    RerankResult,
-    Tokens,
-    Usage,
-    search_units,
-)
-from gateway.ranking import Ranking, fuse
-from gateway.resilience import RetryBudget
-from gateway.runtime import ModelRuntime, Upstreams, build_models
-from gateway.upstream import RequestChat
+from gateway.cache.keys import cache_key
+from gateway.cache.memory import ResultCache
+from gateway.config import DEFAULT_MODEL, Settings
+from gateway.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, ModelUnavailable
+from gateway.ops.metrics import Metrics
+from gateway.strategies.base import Ranking, RankTask, Strategy
+from gateway.strategies.prompts import default_prompts_dir, load_prompts
+from gateway.strategies.registry import build_strategies
+from gateway.strategies.scoring import fuse
+from gateway.strategies.tokens import encoding_name_for, get_encoding
+from gateway.upstream.chain import RequestChat
+from gateway.upstream.resilience import RetryBudget
+from gateway.upstream.runtime import ModelRuntime, Upstreams, build_models
+
+
+@dataclass(frozen=True)
+class RerankQuery:
+    """What a client asked for, after the HTTP edge validated it."""
+
+    query: str
+    texts: Sequence[str]  # what each document is ranked by
+    model: str | None = None
+    mode: str | None = None
+    top_n: int | None = None
+    instruction: str | None = None
+    token_budget: int | None = None  # per-document tokens, when the client set a budget
+    timeout: float | None = None  # the client's deadline in seconds (body or header)
+    fusion_weight: float | None = None
+
+
+@dataclass(frozen=True)
+class AnswerMeta:
+    """How an answer was produced."""
+
+    mode: str
+    cached: bool
+    llm_calls: int
+    upstream_attempts: int
+    retries: int
+    fallbacks: list[str]
+    failed_calls: int
+    parse_failures: int
+    model_alias: str
+    llm_model: str
+    prompt_version: str
+    cost_usd: float
+    fusion_weight: float
+
+
+@dataclass(frozen=True)
+class RerankAnswer:
+    """Documents by relevance, best first, cut to `top_n`."""
+
+    id: str
+    model: str  # the name the client asked for, else the alias that answered
+    documents: int  # how many documents were ranked
+    results: list[tuple[int, float]]  # (document index, 0-1 score)
+    prompt_tokens: int
+    completion_tokens: int
+    meta: AnswerMeta
+
+    @property
+    def hit(self) -> bool:
+        return self.meta.cached
 
 
 @dataclass(frozen=True)
 class RankingResult:
+    """What the cache holds: a ranking and how it was obtained."""
+
     ranking: Ranking
     prompt_version: str
     attempts: int
     retries: int
-    fallbacks: list[str]  # aliases other than the requested one that answered
+    fallbacks: list[str] = field(default_factory=list)  # aliases other than the requested one that answered
 
 
 class RerankService:
     """Everything one config needs to answer rerank requests."""
 
     def __init__(
-        self, settings: Settings, models: dict[str, ModelRuntime], prompts: dict[str, Prompt],
+        self, settings: Settings, models: dict[str, ModelRuntime], strategies: dict[str, Strategy],
         previous: RerankService | None = None, metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
+        self.strategies = strategies
         self.metrics = metrics
+        self.encodings = {
+            alias: get_encoding(rt.settings.encoding or encoding_name_for(rt.settings.litellm_model))
+            for alias, rt in models.items()
+        }
         # A reload keeps what it can: breakers and slots of unchanged upstreams, the retry
         # budget, and the cache (its keys already cover everything a config can change).
         self.upstreams = Upstreams(settings, models, previous.upstreams if previous else None)
@@ -65,11 +117,6 @@ class RerankService:
             settings.reliability.retry_budget_ratio
         self.retry_budget = previous.retry_budget if previous and same_budget else \
             RetryBudget(settings.reliability.retry_budget_ratio)
-        self.prompts: dict[Mode, Prompt] = {
-            "listwise": require_prompt(prompts, settings.listwise.prompt, "listwise"),
-            "pointwise": require_prompt(prompts, settings.pointwise.prompt, "pointwise"),
-        }
-        pointwise.check_labels(self.prompts["pointwise"], settings.pointwise.max_label)
         if previous is not None and previous.settings.cache == settings.cache:
             self.cache: ResultCache[RankingResult] = previous.cache
         else:
@@ -89,7 +136,16 @@ class RerankService:
         """
         models = build_models(settings, previous.models if previous else None)
         prompts_dir = Path(settings.prompts_dir) if settings.prompts_dir else default_prompts_dir()
-        return cls(settings, models, load_prompts(prompts_dir), previous, metrics)
+        strategies = build_strategies(settings, load_prompts(prompts_dir))
+        return cls(settings, models, strategies, previous, metrics)
+
+    def availability_problems(self) -> tuple[list[str], list[str]]:
+        """(errors, warnings) about models that cannot be called for lack of a key or base URL."""
+        reasons = {alias: rt.chat.unavailable_reason() for alias, rt in self.models.items()}
+        warnings = [f"models.{alias}: {reason}" for alias, reason in reasons.items() if reason]
+        if all(reasons[a] for a in self.settings.default_candidates):
+            return [f"no default model can be called: {'; '.join(warnings)}"], []
+        return [], warnings
 
     def resolve(self, name: str | None) -> ModelRuntime:
         alias = self.settings.resolve_model(name)
@@ -105,45 +161,54 @@ class RerankService:
             raise ModelUnavailable(reason, param="model")
         return runtime
 
-    async def rerank(
-        self, request: RerankRequest, *, return_documents: bool = True, timeout: float | None = None,
-        arrived: float | None = None,
-    ) -> tuple[RerankResponse, bool]:
-        """Rank, or answer from cache; returns (response, cache hit).
+    async def rerank(self, query: RerankQuery, *, arrived: float | None = None) -> RerankAnswer:
+        """Rank, or answer from cache.
 
-        `return_documents` is the dialect's default, used when the request does
-        not say; `timeout` is a client's deadline (seconds), capped by config,
-        counted from `arrived` (time.monotonic() when the request came in).
+        The deadline is the client's `timeout` (or the configured default),
+        capped by config, counted from `arrived` (time.monotonic() when the
+        request came in).
         """
-        model = self.resolve(request.model)
-        mode: Mode = request.mode or model.settings.mode
-        prompt = self.prompts[mode]
-        params = self._params(mode, request.token_budget())
+        model = self.resolve(query.model)
+        mode = query.mode or model.settings.mode
+        strategy = self.strategies.get(mode)
+        if strategy is None:
+            raise InvalidRequest(f"mode {mode!r} is not one of {sorted(self.strategies)}", code="invalid_mode",
+                                 param="mode")
         policy = self.settings.reliability
-        budget = min(timeout or request.timeout or policy.request_timeout_seconds,
-                     policy.max_request_timeout_seconds)
+        budget = min(query.timeout or policy.request_timeout_seconds, policy.max_request_timeout_seconds)
         deadline = (arrived or time.monotonic()) + budget
+        chain = self.upstreams.chain(model.alias)
+        # Prompts must suit every model that may answer them, fallbacks included.
+        task = RankTask(
+            query=query.query,
+            texts=query.texts,
+            encoding=self.encodings[model.alias],
+            context_window=min(self.models[u.alias].settings.context_window for u in chain),
+            logprobs=all(self.models[u.alias].settings.logprobs for u in chain),
+            instruction=query.instruction,
+            token_budget=query.token_budget,
+        )
         key = cache_key(
             llm=model.settings.litellm_model,
             api_base=model.settings.resolved_api_base(),
             logprobs=model.settings.logprobs,
             context_window=model.settings.context_window,
             mode=mode,
-            prompt=prompt.version,
-            params=params.model_dump(),
-            query=request.query,
-            instruction=request.instruction,
-            documents=request.texts,
+            strategy=strategy.cache_params(),
+            token_budget=query.token_budget,
+            query=query.query,
+            instruction=query.instruction,
+            documents=list(query.texts),
         )
 
         async def compute() -> tuple[RankingResult, bool]:
             # Calls stop a little early, leaving time to answer within the deadline.
-            chat = RequestChat(self.upstreams.chain(model.alias), policy, self.retry_budget, deadline - 0.02,
+            chat = RequestChat(chain, policy, self.retry_budget, deadline - 0.02,
                                self._observe_attempt if self.metrics else None)
-            ranking = await self._rank(model, mode, prompt, params, request, chat)
+            ranking = await strategy.rank(chat, task)
             self._raise_if_mostly_failed(ranking)
             fallbacks = sorted(set(chat.answered_by) - {model.alias})
-            result = RankingResult(ranking, prompt.version, chat.attempts, chat.retries, fallbacks)
+            result = RankingResult(ranking, strategy.prompt_version, chat.attempts, chat.retries, fallbacks)
             # A ranking with failed calls or a stand-in model's answers is never cached.
             return result, not ranking.stats.failed_calls and not fallbacks
 
@@ -152,12 +217,10 @@ class RerankService:
                 result, hit = await self.cache.get_or_compute(key, compute)
         except TimeoutError:
             raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline") from None
-        if request.return_documents is not None:
-            return_documents = request.return_documents
-        response = self._response(request, model, mode, result, hit, return_documents)
+        answer = self._answer(query, model, mode, result, hit)
         if self.metrics:
-            self._observe_response(response)
-        return response, hit
+            self._observe(answer)
+        return answer
 
     def _observe_attempt(self, alias: str, seconds: float, failure: str | None) -> None:
         assert self.metrics is not None
@@ -165,41 +228,16 @@ class RerankService:
         if failure:
             self.metrics.llm_failures.labels(alias, failure).inc()
 
-    def _observe_response(self, response: RerankResponse) -> None:
+    def _observe(self, answer: RerankAnswer) -> None:
         assert self.metrics is not None
-        meta, usage, m = response.meta, response.usage, self.metrics
+        meta, m = answer.meta, self.metrics
         m.cache.labels("hit" if meta.cached else "miss").inc()
         if meta.cached:
             return
-        m.tokens.labels(meta.model_alias, "input").inc(usage.prompt_tokens)
-        m.tokens.labels(meta.model_alias, "output").inc(usage.completion_tokens)
+        m.tokens.labels(meta.model_alias, "input").inc(answer.prompt_tokens)
+        m.tokens.labels(meta.model_alias, "output").inc(answer.completion_tokens)
         m.cost.labels(meta.model_alias).inc(meta.cost_usd)
         m.parse_failures.labels(meta.mode).inc(meta.parse_failures)
-
-    def _params(self, mode: Mode, token_budget: int | None) -> ListwiseSettings | PointwiseSettings:
-        """The strategy settings, with the client's per-document token budget if it is lower."""
-        params: ListwiseSettings | PointwiseSettings = (
-            self.settings.listwise if mode == "listwise" else self.settings.pointwise
-        )
-        if token_budget and token_budget < params.max_passage_tokens:
-            params = params.model_copy(update={"max_passage_tokens": token_budget})
-        return params
-
-    async def _rank(
-        self, model: ModelRuntime, mode: Mode, prompt: Prompt,
-        params: ListwiseSettings | PointwiseSettings, request: RerankRequest, chat: RequestChat,
-    ) -> Ranking:
-        enc = model.encoding
-        # Prompts must fit every model that may answer them, fallbacks included.
-        context = min(self.models[u.alias].settings.context_window for u in chat.chain)
-        if isinstance(params, ListwiseSettings):
-            job = listwise.prepare(enc, prompt, request.query, request.texts, params, context, request.instruction)
-            return await listwise.rank_listwise(chat, enc, prompt, job, params)
-        conversations = pointwise.prepare(
-            enc, prompt, request.query, request.texts, params, context, request.instruction
-        )
-        logprobs = all(self.models[u.alias].settings.logprobs for u in chat.chain)
-        return await pointwise.rank_pointwise(chat, enc, conversations, params, logprobs)
 
     def _raise_if_mostly_failed(self, ranking: Ranking) -> None:
         stats = ranking.stats
@@ -212,23 +250,14 @@ class RerankService:
                 status=error.status, retry_after=error.retry_after,
             ) from error
 
-    def _response(
-        self, request: RerankRequest, model: ModelRuntime, mode: Mode, result: RankingResult, hit: bool,
-        return_documents: bool,
-    ) -> RerankResponse:
+    def _answer(
+        self, query: RerankQuery, model: ModelRuntime, mode: str, result: RankingResult, hit: bool
+    ) -> RerankAnswer:
         ranking, stats = result.ranking, result.ranking.stats
         # Fusion is applied after the cache: it does not change what the LLM said.
-        weight = request.fusion_weight if request.fusion_weight is not None else model.settings.fusion_weight
+        weight = query.fusion_weight if query.fusion_weight is not None else model.settings.fusion_weight
         order, scores = fuse(ranking.order, ranking.scores, weight)
-        top_n = min(request.top_n or len(order), len(order))
-        results = [
-            RerankResult(
-                index=index,
-                relevance_score=score,
-                document=request.documents[index] if return_documents else None,
-            )
-            for index, score in zip(order[:top_n], scores[:top_n], strict=True)
-        ]
+        top_n = min(query.top_n or len(order), len(order))
         # A cache hit sent nothing upstream, so it used (and costs) no tokens.
         prompt_tokens = 0 if hit else stats.prompt_tokens
         completion_tokens = 0 if hit else stats.completion_tokens
@@ -236,20 +265,14 @@ class RerankService:
             prompt_tokens * model.settings.input_cost_per_million
             + completion_tokens * model.settings.output_cost_per_million
         ) / 1e6
-        return RerankResponse(
+        return RerankAnswer(
             id=f"rerank-{uuid.uuid4().hex}",
-            model=request.model or model.alias,  # clients see the name they asked for
-            results=results,
-            data=results,
-            usage=Usage(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                total_tokens=prompt_tokens + completion_tokens,
-            ),
-            meta=RerankMeta(
-                billed_units=BilledUnits(search_units=search_units(len(request.documents))),
-                tokens=Tokens(input_tokens=prompt_tokens, output_tokens=completion_tokens),
-                model_alias=model.alias,
+            model=query.model or model.alias,  # clients see the name they asked for
+            documents=len(order),
+            results=list(zip(order[:top_n], scores[:top_n], strict=True)),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            meta=AnswerMeta(
                 mode=mode,
                 cached=hit,
                 llm_calls=0 if hit else stats.calls,
@@ -258,6 +281,7 @@ class RerankService:
                 fallbacks=[] if hit else result.fallbacks,
                 failed_calls=0 if hit else stats.failed_calls,
                 parse_failures=stats.parse_failures,
+                model_alias=model.alias,
                 llm_model=model.settings.litellm_model,
                 prompt_version=result.prompt_version,
                 cost_usd=round(cost, 8),

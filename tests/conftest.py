@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fake_upstream import FakeUpstream, Judge, ServerThread
+from tests.support.fake_upstream import FakeUpstream, Judge, ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "sk-fake-upstream-key-0123456789"

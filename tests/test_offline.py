@@ -20,7 +20,7 @@ def hook(event, args):
 sys.addaudithook(hook)
 import gateway
 from gateway.app import create_app
-from gateway.tokens import get_encoding, count_text
+from gateway.strategies.tokens import get_encoding, count_text
 app = create_app()
 for name in ("cl100k_base", "o200k_base"):
     count_text(get_encoding(name), "offline tokens")
@@ -46,7 +46,7 @@ def test_import_app_and_token_counting_make_no_network_calls() -> None:
 
 
 def test_missing_encoding_fails_fast_instead_of_downloading(tmp_path) -> None:
-    code = "from gateway.tokens import get_encoding\nget_encoding('cl100k_base')"
+    code = "from gateway.strategies.tokens import get_encoding\nget_encoding('cl100k_base')"
     started = time.monotonic()
     result = run_python(code, RERANK_GATEWAY_TIKTOKEN_DIR=str(tmp_path))
     assert result.returncode != 0

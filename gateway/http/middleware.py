@@ -1,0 +1,71 @@
+"""Request context: an id on every response, request metrics, one JSON log line per request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.ops.metrics import Metrics
+
+access_log = logging.getLogger("gateway.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Probes would drown the log; they still count in the metrics.
+_QUIET = {"/health", "/ready", "/metrics"}
+
+
+def route_label(path: str, known: set[str]) -> str:
+    """A bounded label: the app's own paths, everything else "other"."""
+    return path if path in known else "other"
+
+
+class RequestContextMiddleware:
+    """Pure ASGI: handlers add fields to `scope["state"]["log"]`; this writes them out."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, known_paths: set[str], config_version: Any,
+                 log_requests: Any) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.known_paths = known_paths
+        self.config_version = config_version  # callables: read per request, so reloads show
+        self.log_requests = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        log: dict[str, Any] = {}
+        started, status = time.monotonic(), 500
+        # Deadlines count from here, not from when a handler gets to run.
+        scope.setdefault("state", {}).update(request_id=request_id, log=log, arrived=started)
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = request_id
+                headers["x-config-version"] = str(log.get("config_version", self.config_version()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            latency = time.monotonic() - started
+            route = route_label(scope["path"], self.known_paths)
+            self.metrics.requests.labels(route, str(status), log.get("model", "-")).inc()
+            self.metrics.request_latency.labels(route).observe(latency)
+            if self.log_requests() and scope["path"] not in _QUIET:
+                access_log.info(json.dumps({
+                    "request_id": request_id, "method": scope["method"], "route": route, "status": status,
+                    "latency_ms": round(latency * 1000, 1), **log,
+                }, separators=(",", ":")))

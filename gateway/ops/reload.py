@@ -1,0 +1,141 @@
+"""Live config reload: validate the whole new file, then swap one immutable generation.
+
+A request takes `holder.current` once and runs to the end on it, so a reload
+never changes a request half-way. A file that fails validation is rejected
+with its file, key and reason, and the last good generation keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from gateway.config import RESTART_REQUIRED, ConfigError, Settings, parse_settings
+from gateway.ops.metrics import Metrics
+
+logger = logging.getLogger("gateway.reload")
+
+
+class Service(Protocol):
+    """What the holder needs of the service a config builds (the rerank service, in practice)."""
+
+    def availability_problems(self) -> tuple[list[str], list[str]]:
+        """(errors that reject a config, warnings to report) about models that cannot be called."""
+        ...
+
+
+S = TypeVar("S", bound=Service)
+Builder = Callable[[Settings, "S | None"], S]
+
+
+@dataclass(frozen=True)
+class Generation(Generic[S]):
+    settings: Settings
+    service: S
+    version: int
+    digest: str  # sha256 of the file's bytes ("embedded" without a file)
+    loaded_at: float
+
+
+@dataclass
+class ReloadOutcome:
+    ok: bool
+    version: int
+    digest: str
+    changed: bool = False
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    restart_required: list[str] = field(default_factory=list)
+
+    def to_body(self) -> dict[str, object]:
+        return {"ok": self.ok, "version": self.version, "hash": self.digest, "changed": self.changed,
+                "errors": self.errors, "warnings": self.warnings, "restart_required": self.restart_required}
+
+
+def read_config(path: Path | None) -> tuple[Settings, str]:
+    """Settings and the digest of the bytes they came from."""
+    if path is None:
+        return Settings(), "embedded"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return parse_settings(raw, path), hashlib.sha256(raw).hexdigest()[:16]
+
+
+class ConfigHolder(Generic[S]):
+    """The current generation, swapped whole by `reload`."""
+
+    def __init__(self, path: Path | None, settings: Settings, digest: str, build: Builder[S],
+                 metrics: Metrics) -> None:
+        self.path = path
+        self.build = build
+        self.metrics = metrics
+        self.current = Generation(settings, build(settings, None), 1, digest, time.time())
+        self.draining = False
+        self._lock = asyncio.Lock()
+        metrics.set_config(1, digest, self.current.loaded_at)
+
+    async def reload(self, trigger: str) -> ReloadOutcome:
+        async with self._lock:  # one reload at a time; requests are never blocked by it
+            outcome = self._reload()
+        result = "success" if outcome.ok else "failure"
+        self.metrics.reloads.labels(result, trigger).inc()
+        self.metrics.reload_ok.set(1 if outcome.ok else 0)
+        if outcome.ok:
+            self.metrics.set_config(outcome.version, outcome.digest, self.current.loaded_at)
+            logger.info("config reload (%s): version %d, hash %s%s%s", trigger, outcome.version, outcome.digest,
+                        "" if outcome.changed else " (unchanged)",
+                        f"; restart required for {', '.join(outcome.restart_required)}"
+                        if outcome.restart_required else "")
+        else:
+            logger.error("config reload (%s) rejected, still serving version %d: %s", trigger,
+                         outcome.version, "; ".join(outcome.errors))
+        return outcome
+
+    def _reload(self) -> ReloadOutcome:
+        current = self.current
+        try:
+            settings, digest = read_config(self.path)
+        except ConfigError as exc:
+            return ReloadOutcome(False, current.version, current.digest, errors=[str(exc)])
+        if digest == current.digest:
+            return ReloadOutcome(True, current.version, digest)
+        restart = [key for key in RESTART_REQUIRED if _get(settings, key) != _get(current.settings, key)]
+        # Settings that need a restart keep their running values until then.
+        server = settings.server.model_copy(update={k.split(".")[1]: _get(current.settings, k) for k in restart})
+        settings = settings.model_copy(update={"server": server})
+        try:
+            service = self.build(settings, current.service)
+        except Exception as exc:  # prompts, encodings, clients: anything that stops a build rejects it
+            return ReloadOutcome(False, current.version, current.digest, errors=[f"{self.path}: {exc}"])
+        errors, warnings = service.availability_problems()
+        if errors:
+            return ReloadOutcome(False, current.version, current.digest, errors=[f"{self.path}: {e}" for e in errors])
+        self.current = Generation(settings, service, current.version + 1, digest, time.time())
+        return ReloadOutcome(True, self.current.version, digest, True, warnings=warnings, restart_required=restart)
+
+
+def _get(settings: Settings, dotted: str) -> object:
+    value: object = settings
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+async def watch(holder: ConfigHolder, debounce_ms: int = 300) -> None:
+    """Reload when the config file changes; editors that replace the file are covered by
+    watching its directory, and a burst of writes makes one reload."""
+    import watchfiles
+
+    assert holder.path is not None
+    target = holder.path.resolve()
+    async for changes in watchfiles.awatch(target.parent, debounce=debounce_ms, recursive=False):
+        if any(Path(changed).resolve() == target for _, changed in changes):
+            await holder.reload("watch")

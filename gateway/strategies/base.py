@@ -1,0 +1,131 @@
+"""The strategy protocol: what a strategy is given, what it returns, and the bookkeeping all share.
+
+A strategy turns a `RankTask` (one request's query and passages, and what the
+models that may answer can do) into a `Ranking`, through a `ChatClient`. Each
+one lives in its own module and is listed in `gateway.strategies.registry`;
+adding one is a module and a registry line.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import tiktoken
+
+from gateway.errors import UpstreamError
+from gateway.strategies.prompts import Prompt
+from gateway.strategies.tokens import count_messages, count_text
+from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest
+
+# Model output is untrusted: parsers look at a bounded prefix only.
+MAX_PARSED_CHARS = 20_000
+
+
+@dataclass
+class CallStats:
+    """LLM calls made for one request, and the tokens they cost."""
+
+    calls: int = 0
+    failed_calls: int = 0
+    parse_failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: list[UpstreamError] = field(default_factory=list)
+
+    def record(self, enc: tiktoken.Encoding, request: ChatRequest, reply: ChatReply) -> None:
+        """Count a finished call: the upstream's usage when reported, tiktoken's otherwise."""
+        self.calls += 1
+        if reply.prompt_tokens is not None:
+            self.prompt_tokens += reply.prompt_tokens
+            self.completion_tokens += reply.completion_tokens or 0
+        else:
+            self.prompt_tokens += count_messages(enc, request.messages)
+            self.completion_tokens += count_text(enc, reply.text)
+
+    def record_failure(self, error: UpstreamError) -> None:
+        self.calls += 1
+        self.failed_calls += 1
+        self.errors.append(error)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Document indices best first, with their 0-1 scores (non-increasing)."""
+
+    order: list[int]
+    scores: list[float]
+    stats: CallStats
+
+
+def clean_answer(text: str) -> str:
+    """Normalize a model answer before parsing.
+
+    Reasoning models put their thinking first; only what follows `</think>`
+    is the answer. NFKC folds look-alike digits (full-width, circled,
+    superscript) into ASCII.
+    """
+    text = text[:MAX_PARSED_CHARS]
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    return unicodedata.normalize("NFKC", text)
+
+
+@dataclass(frozen=True)
+class RankTask:
+    """One request's ranking job, as every strategy sees it."""
+
+    query: str
+    texts: Sequence[str]
+    encoding: tiktoken.Encoding
+    # The smallest context and the weakest abilities among the models that may
+    # answer (fallbacks included): a prompt must suit every one of them.
+    context_window: int
+    logprobs: bool
+    instruction: str | None = None
+    token_budget: int | None = None  # the client's per-document budget, when it asked for one
+
+
+class Strategy(Protocol):
+    """A ranking method: one request's passages in, a `Ranking` out."""
+
+    name: str
+    prompt_version: str
+
+    def cache_params(self) -> dict[str, Any]:
+        """Everything besides the task that decides this strategy's ranking (part of the cache key)."""
+        ...
+
+    async def rank(self, chat: ChatClient, task: RankTask) -> Ranking: ...
+
+
+class _Budgeted(Protocol):
+    max_passage_tokens: int
+
+    def model_copy(self, *, update: dict[str, Any]) -> Any: ...
+
+
+S = TypeVar("S", bound=_Budgeted)
+
+
+def with_budget(settings: S, token_budget: int | None) -> S:
+    """The strategy's settings, with the client's per-document token budget when it is lower."""
+    if token_budget and token_budget < settings.max_passage_tokens:
+        return settings.model_copy(update={"max_passage_tokens": token_budget})  # type: ignore[no-any-return]
+    return settings
+
+
+class PromptedStrategy(Generic[S]):
+    """The common part of strategies driven by one prompt file and one settings section."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: S, prompt: Prompt) -> None:
+        self.settings = settings
+        self.prompt = prompt
+        self.prompt_version = prompt.version
+
+    def cache_params(self) -> dict[str, Any]:
+        return {"settings": self.settings.model_dump(), "prompt": self.prompt.version}  # type: ignore[attr-defined]

@@ -1,0 +1,151 @@
+"""Pointwise ranking: one graded-relevance judgement per document.
+
+The model answers a single label 0..K. With logprobs, the score is the
+expected label under the first token's `top_logprobs` distribution, divided
+by K, which separates documents the bare label would tie. Without logprobs
+it is the label itself over K. Calls fan out concurrently under a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+
+import tiktoken
+
+from gateway.config import ConfigError, PointwiseSettings
+from gateway.errors import UpstreamError
+from gateway.strategies.base import CallStats, PromptedStrategy, Ranking, RankTask, clean_answer, with_budget
+from gateway.strategies.prompts import Prompt
+from gateway.strategies.sanitize import instruction_line, neutralize
+from gateway.strategies.tokens import count_messages, truncate
+from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest, Message
+
+# A document whose call or parse failed scores this, and sorts after every
+# document that was scored.
+FALLBACK_SCORE = 0.0
+_LABEL = re.compile(r"(?<!\d)(?<!\d\.)\d+(?!\d|\.\d)")  # an integer, not part of a decimal
+_TOKEN_NOISE = " \t\n\"'*`.:()[]{}"
+
+
+def check_labels(prompt: Prompt, max_label: int) -> None:
+    """The prompt's rubric must define exactly the labels 0..max_label."""
+    if sorted(prompt.labels) != list(range(max_label + 1)):
+        raise ConfigError(
+            f"prompt {prompt.name!r} defines labels {sorted(prompt.labels)}, "
+            f"but pointwise.max_label is {max_label} (needs 0..{max_label})"
+        )
+
+
+def build_messages(
+    prompt: Prompt, query: str, text: str, max_label: int, instruction: str = ""
+) -> list[Message]:
+    scale = "\n".join(f"{k} = {prompt.labels[k]}" for k in sorted(prompt.labels))
+    user = prompt.render("user", query=query, text=text, max_label=max_label, instruction=instruction)
+    return [
+        {"role": "system", "content": prompt.render("system", max_label=max_label, scale=scale)},
+        {"role": "user", "content": user},
+    ]
+
+
+def expected_label(top_logprobs: list[tuple[str, float]], max_label: int) -> float | None:
+    """E[label] under the label tokens among the alternatives; None if there are none.
+
+    Variants of one label (" 2", "2", "**2") add up; other tokens are ignored.
+    """
+    mass = [0.0] * (max_label + 1)
+    for token, logprob in top_logprobs:
+        label = clean_answer(token).strip(_TOKEN_NOISE)
+        if label.isdigit() and len(label) == 1 and int(label) <= max_label and math.isfinite(logprob):
+            mass[int(label)] += math.exp(min(logprob, 0.0))  # a log-probability above 0 is malformed
+    total = sum(mass)
+    if total <= 0:
+        return None
+    return sum(k * m for k, m in enumerate(mass)) / total
+
+
+def parse_label(text: str, max_label: int) -> int | None:
+    """The first integer in the answer if it is on the scale; otherwise None."""
+    match = _LABEL.search(clean_answer(text))
+    if match is None or len(match.group()) > 2:
+        return None
+    label = int(match.group())
+    return label if label <= max_label else None
+
+
+def score_reply(reply: ChatReply, max_label: int) -> float | None:
+    """0-1 score of one answer, or None when it holds no usable label."""
+    expected = expected_label(reply.top_logprobs, max_label) if reply.top_logprobs else None
+    if expected is None:
+        label = parse_label(reply.text, max_label)
+        expected = float(label) if label is not None else None
+    return None if expected is None else min(1.0, max(0.0, expected / max_label))
+
+
+def prepare(
+    enc: tiktoken.Encoding, prompt: Prompt, query: str, texts: list[str],
+    settings: PointwiseSettings, context_window: int, instruction: str | None = None,
+) -> list[list[Message]]:
+    """One conversation per document, each passage cut to fit the context."""
+    query = truncate(enc, neutralize(query), context_window // 4)
+    extra = instruction_line(enc, instruction, context_window)
+    skeleton = count_messages(enc, build_messages(prompt, query, "", settings.max_label, extra))
+    budget = min(settings.max_passage_tokens, max(16, context_window - skeleton - 8))
+    return [
+        build_messages(prompt, query, truncate(enc, neutralize(t), budget), settings.max_label, extra)
+        for t in texts
+    ]
+
+
+async def rank_pointwise(
+    chat: ChatClient, enc: tiktoken.Encoding, conversations: list[list[Message]],
+    settings: PointwiseSettings, logprobs: bool,
+) -> Ranking:
+    stats = CallStats()
+    limit = asyncio.Semaphore(settings.concurrency)
+    top_logprobs = settings.top_logprobs if logprobs else 0
+    # One token is the answer; without logprobs a little slack lets "2." or " 2" through.
+    max_tokens = 1 if logprobs else 3
+
+    async def judge(messages: list[Message]) -> float | None:
+        request = ChatRequest(messages, max_tokens=max_tokens, top_logprobs=top_logprobs)
+        async with limit:
+            try:
+                reply = await chat.complete(request)
+            except UpstreamError as exc:
+                stats.record_failure(exc)
+                return None
+        stats.record(enc, request, reply)
+        score = score_reply(reply, settings.max_label)
+        if score is None:
+            stats.parse_failures += 1
+        return score
+
+    # A TaskGroup cancels the siblings if one call raises something that is not
+    # a per-document failure (a missing key, say), instead of leaving them running.
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(judge(m)) for m in conversations]
+    except ExceptionGroup as failure:
+        raise failure.exceptions[0] from None
+    scores = [task.result() for task in tasks]
+    # Scored documents first by score, then failures; ties keep input order.
+    order = sorted(range(len(scores)), key=lambda i: (scores[i] is None, -(scores[i] or 0.0), i))
+    return Ranking(order, [scores[i] if scores[i] is not None else FALLBACK_SCORE for i in order], stats)
+
+
+class Pointwise(PromptedStrategy[PointwiseSettings]):
+    """`Strategy` "pointwise": one graded judgement per document, fanned out concurrently."""
+
+    name = "pointwise"
+
+    def __init__(self, settings: PointwiseSettings, prompt: Prompt) -> None:
+        check_labels(prompt, settings.max_label)
+        super().__init__(settings, prompt)
+
+    async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
+        settings = with_budget(self.settings, task.token_budget)
+        conversations = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings,
+                                task.context_window, task.instruction)
+        return await rank_pointwise(chat, task.encoding, conversations, settings, task.logprobs)

@@ -1,0 +1,85 @@
+"""Prompt templates, loaded from `prompts/*.toml` at start-up.
+
+Templates use `string.Template` ($name) placeholders: document text is only
+ever a substituted value, so braces or dollar signs inside it mean nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from gateway.config import ConfigError
+
+# The placeholders each template may use. `instruction` is "" unless the
+# client sent one, in which case it is "\nInstruction: <text>".
+_REQUIRED = {
+    "listwise": {"system": set(), "prefix": {"num", "query", "instruction"}, "prefix_ack": set(),
+                 "passage": {"id", "text"}, "passage_ack": {"id"}, "suffix": {"num", "query", "instruction"}},
+    "pointwise": {"system": {"max_label", "scale"}, "user": {"query", "text", "max_label", "instruction"}},
+}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One strategy's templates; `version` changes whenever the file's content does."""
+
+    name: str
+    kind: str
+    version: str
+    templates: dict[str, Template]
+    labels: dict[int, str]
+
+    def render(self, part: str, **values: object) -> str:
+        return self.templates[part].substitute(values)
+
+
+def default_prompts_dir() -> Path:
+    package = Path(__file__).resolve().parents[1]  # gateway/
+    bundled = package / "_prompts"  # where a built wheel carries them
+    return bundled if bundled.is_dir() else package.parent / "prompts"
+
+
+def load_prompt(path: Path) -> Prompt:
+    try:
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot load prompt: {exc}") from exc
+    kind = data.get("kind")
+    if kind not in _REQUIRED:
+        raise ConfigError(f"{path}: kind must be one of {sorted(_REQUIRED)}, got {kind!r}")
+    templates: dict[str, Template] = {}
+    for part, placeholders in _REQUIRED[kind].items():
+        text = data.get(part)
+        if not isinstance(text, str):
+            raise ConfigError(f"{path}: {part}: missing template")
+        template = Template(text)
+        if not template.is_valid():
+            raise ConfigError(f"{path}: {part}: invalid $placeholder syntax")
+        unknown = set(template.get_identifiers()) - placeholders
+        if unknown:
+            raise ConfigError(f"{path}: {part}: unknown placeholders {sorted(unknown)}")
+        templates[part] = template
+    labels = {int(k): str(v) for k, v in data.get("labels", {}).items()}
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return Prompt(path.stem, kind, f"{data.get('version', path.stem)}@{digest}", templates, labels)
+
+
+def load_prompts(directory: Path) -> dict[str, Prompt]:
+    prompts = {path.stem: load_prompt(path) for path in sorted(directory.glob("*.toml"))}
+    if not prompts:
+        raise ConfigError(f"{directory}: no prompt files (*.toml)")
+    return prompts
+
+
+def require_prompt(prompts: dict[str, Prompt], name: str, kind: str) -> Prompt:
+    prompt = prompts.get(name)
+    if prompt is None:
+        raise ConfigError(f"prompt {name!r} not found (have {sorted(prompts)})")
+    if prompt.kind != kind:
+        raise ConfigError(f"prompt {name!r} is a {prompt.kind} prompt, expected {kind}")
+    return prompt

@@ -1,0 +1,143 @@
+"""The one retry loop: attempts, backoff, fallbacks, circuit breakers and deadlines.
+
+A `RequestChat` is the `ChatClient` strategies use for one rerank request. For
+each call it walks the model's fallback chain; on each upstream it makes up to
+`max_attempts` attempts, retrying only what may pass (429, 5xx, timeouts,
+connection errors), waiting with full jitter or the upstream's `Retry-After`,
+never past the request's deadline and never beyond the process's retry
+budget. An upstream whose circuit is open is skipped without a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from gateway.config import ReliabilitySettings
+from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest
+from gateway.upstream.resilience import CircuitBreaker, RetryBudget, backoff_delay
+
+# (alias, seconds, failure kind or None): what metrics want to know of each attempt.
+AttemptObserver = Callable[[str, float, "str | None"], None]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One alias's way to its LLM, with the breaker and slots of the LLM endpoint it calls."""
+
+    alias: str
+    chat: ChatClient
+    breaker: CircuitBreaker
+    slots: asyncio.Semaphore
+
+
+class RequestChat:
+    """`ChatClient` for one request: a fallback chain under one deadline."""
+
+    def __init__(self, chain: list[Upstream], policy: ReliabilitySettings, budget: RetryBudget,
+                 deadline: float, observe: AttemptObserver | None = None) -> None:
+        self.chain = chain
+        self.observe = observe
+        self.policy = policy
+        self.budget = budget
+        self.deadline = deadline  # time.monotonic()
+        self.attempts = 0
+        self.retries = 0
+        self.answered_by: Counter[str] = Counter()
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        error: UpstreamError | None = None
+        for upstream in self.chain:
+            if time.monotonic() >= self.deadline:
+                break
+            if not upstream.breaker.allow():
+                error = UpstreamUnavailable(
+                    f"upstream for model {upstream.alias!r} is failing; circuit open, retry later",
+                    retry_after=upstream.breaker.retry_after(),
+                )
+                continue
+            try:
+                reply = await self._call(upstream, request)
+            except UpstreamError as exc:
+                error = exc
+                continue
+            self.answered_by[upstream.alias] += 1
+            return replace(reply, model=upstream.alias)
+        raise error or UpstreamTimeout("the request's deadline passed before the call could be made")
+
+    async def _call(self, upstream: Upstream, request: ChatRequest) -> ChatReply:
+        """Attempts on one upstream; the breaker already allowed the first."""
+        self.budget.record_call()
+        retry = 0
+        while True:
+            try:
+                return await self._attempt(upstream, request)
+            except UpstreamError as exc:
+                delay = self._retry_delay(upstream, exc, retry)
+                if delay is None:
+                    raise
+            self.retries += 1
+            retry += 1
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, upstream: Upstream, request: ChatRequest) -> ChatReply:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            upstream.breaker.release_probe()
+            raise UpstreamTimeout("the request's deadline passed")
+        try:
+            await asyncio.wait_for(upstream.slots.acquire(), remaining)
+        except TimeoutError:
+            upstream.breaker.release_probe()
+            raise UpstreamTimeout(f"no free slot for model {upstream.alias!r} before the deadline") from None
+        started = time.monotonic()
+        try:
+            self.attempts += 1
+            # The client caps this at the model's own timeout.
+            reply = await upstream.chat.complete(replace(request, timeout=remaining))
+        except UpstreamError as exc:
+            if self.observe:
+                self.observe(upstream.alias, time.monotonic() - started, exc.code if exc.status is None
+                             else f"http_{exc.status}")
+            # Only failures that say the upstream is unwell count against it; a 4xx
+            # means it is up and answering (and a probe that got one succeeded).
+            if exc.retryable:
+                upstream.breaker.record_failure()
+            else:
+                upstream.breaker.record_success()
+            raise
+        except BaseException:
+            # Cut at the request's deadline, the upstream was too slow: that counts against it.
+            # Otherwise (the client left, a bug) there is no verdict on its health.
+            if time.monotonic() >= self.deadline:
+                upstream.breaker.record_failure()
+            else:
+                upstream.breaker.release_probe()
+            raise
+        finally:
+            upstream.slots.release()
+        upstream.breaker.record_success()
+        if self.observe:
+            self.observe(upstream.alias, time.monotonic() - started, None)
+        return reply
+
+    def _retry_delay(self, upstream: Upstream, exc: UpstreamError, retry: int) -> float | None:
+        """How long to wait before the next attempt, or None to give up on this upstream."""
+        if not exc.retryable or retry + 1 >= self.policy.max_attempts:
+            return None
+        if exc.retry_after is not None:
+            delay = exc.retry_after
+        else:
+            delay = backoff_delay(retry, self.policy.backoff_base_seconds, self.policy.backoff_max_seconds)
+        if time.monotonic() + delay >= self.deadline:
+            return None
+        if upstream.breaker.state != "closed" or not self.budget.try_spend():
+            return None
+        return delay

@@ -1,0 +1,58 @@
+"""The seam between ranking strategies and chat models.
+
+Strategies see a `ChatClient`: one `complete(request) -> reply` call. The real
+one (`gateway.upstream.litellm_client`) goes through `litellm.acompletion`;
+`MockChatClient` answers in process for unit tests, the way httpx's
+`MockTransport` stands in for the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[Message]
+    max_tokens: int
+    top_logprobs: int = 0  # 0: do not ask for logprobs
+    timeout: float | None = None  # this attempt's time left; capped at the model's own timeout
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    # Alternatives for the first generated token, most likely first; empty when
+    # the model returned no logprobs.
+    top_logprobs: list[tuple[str, float]] = field(default_factory=list)
+    prompt_tokens: int | None = None  # None: the upstream did not report usage
+    completion_tokens: int | None = None
+    model: str | None = None  # the alias that answered, when a fallback chain was involved
+
+
+class ChatClient(Protocol):
+    async def complete(self, request: ChatRequest) -> ChatReply: ...
+
+    def unavailable_reason(self) -> str | None: ...
+
+
+class MockChatClient:
+    """Answers every request with `handler(request)`; records what it was asked."""
+
+    def __init__(self, handler: Callable[[ChatRequest], ChatReply | Awaitable[ChatReply]]) -> None:
+        self.handler = handler
+        self.requests: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        self.requests.append(request)
+        reply = self.handler(request)
+        if isinstance(reply, Awaitable):
+            reply = await reply
+        return reply
+
+    def unavailable_reason(self) -> str | None:
+        return None

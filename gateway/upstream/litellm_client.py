@@ -1,0 +1,195 @@
+"""The real `ChatClient`: one configured model called through `litellm.acompletion`.
+
+This is the only module that calls LiteLLM for chat; the embedded model is a
+LiteLLM provider of its own (`gateway.upstream.local`), reached the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import litellm
+
+from gateway.config import ModelSettings
+from gateway.errors import ModelUnavailable, UpstreamError, UpstreamTimeout
+from gateway.upstream.chat import ChatReply, ChatRequest
+from gateway.upstream.resilience import parse_retry_after
+
+litellm.suppress_debug_info = True
+litellm.drop_params = False  # a dropped `logprobs` would silently turn scores into guesses
+
+LOCAL_PROVIDER = "local"  # litellm_model "local/<name>": the embedded model (gateway.upstream.local)
+
+
+class LiteLLMChatClient:
+    """Calls one configured model through `litellm.acompletion`.
+
+    Every argument comes from server-side config; nothing a client sends can
+    reach `api_base`, `api_key` or extra LiteLLM parameters. The SDK's hidden
+    retries are off (`max_retries=0`) so retry policy lives in one place.
+    """
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.api_base = settings.resolved_api_base()
+        self.api_key = settings.resolved_api_key()
+        self.local_model = settings.litellm_model.removeprefix(f"{LOCAL_PROVIDER}/") \
+            if settings.litellm_model.startswith(f"{LOCAL_PROVIDER}/") else None
+        if self.local_model is not None:
+            # The embedded model's provider, registered only when a config names it.
+            from gateway.upstream import local as local_llm
+
+            # Prompts are sized with tiktoken; SmolLM2's own tokenizer counts a few percent more
+            # (up to 1.5x on odd passages), so the model gets a quarter more room than the budget.
+            local_llm.register(n_ctx=settings.context_window + settings.context_window // 4)
+        register_prices(settings)
+        # Keys, base URLs and installed packages do not change while the process runs, so
+        # this is settled once here instead of on every request and call.
+        self._unavailable = self._find_unavailable_reason()
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        timeout = min(request.timeout or self.settings.timeout_seconds, self.settings.timeout_seconds)
+        kwargs: dict[str, Any] = {
+            "model": self.settings.litellm_model,
+            "messages": request.messages,
+            "temperature": 0,
+            "max_tokens": request.max_tokens,
+            # Always the model's own timeout: LiteLLM caches one HTTP client per distinct
+            # timeout, so a per-call value would open (and leak) a client per call. The
+            # shorter per-attempt limit is enforced around the call instead.
+            "timeout": self.settings.timeout_seconds,
+            "max_retries": 0,
+            "api_base": self.api_base,
+            "api_key": self._key(),
+        }
+        if request.top_logprobs:
+            kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
+        try:
+            async with asyncio.timeout(timeout):
+                response = await litellm.acompletion(**kwargs)
+        except (TimeoutError, litellm.Timeout) as exc:
+            raise UpstreamTimeout(
+                f"upstream model {self.settings.litellm_model} timed out after {timeout:g}s"
+            ) from exc
+        except Exception as exc:  # LiteLLM maps every provider failure onto its own tree
+            status = getattr(exc, "status_code", None)
+            raise UpstreamError(
+                self.describe(exc),
+                status=status if isinstance(status, int) else None,
+                retryable=_retryable(exc, status),
+                retry_after=_retry_after(exc),
+            ) from exc
+        try:
+            return _reply(response)
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            raise UpstreamError(
+                f"upstream model {self.settings.litellm_model} answered without a usable choice",
+                retryable=True,
+            ) from exc
+
+    def unavailable_reason(self) -> str | None:
+        """Why this model cannot be called at all, or None when it can."""
+        return self._unavailable
+
+    def _find_unavailable_reason(self) -> str | None:
+        if self.local_model is not None:
+            from gateway.upstream import local as local_llm
+
+            return local_llm.unavailable_reason(self.local_model)
+        if self.api_key or self.api_base or not self.settings.api_key_env:
+            return None
+        return (
+            f"model {self.settings.litellm_model!r} needs an API key: "
+            f"environment variable {self.settings.api_key_env} is not set"
+        )
+
+    def _key(self) -> str | None:
+        if self._unavailable:
+            raise ModelUnavailable(self._unavailable)
+        # Self-hosted OpenAI-compatible servers rarely check the key, but the SDK wants one.
+        return self.api_key or ("no-key" if self.api_base else None)
+
+    def describe(self, exc: Exception) -> str:
+        """The upstream's reason, without LiteLLM's prefixes or anything key-like."""
+        status = getattr(exc, "status_code", None)
+        reason = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc)) or type(exc).__name__
+        where = f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
+        return f"upstream model {self.settings.litellm_model} failed ({where}): {self.scrub(reason)}"
+
+    def scrub(self, message: str) -> str:
+        """Drop anything that looks like a credential from an upstream message."""
+        if self.api_key:
+            message = message.replace(self.api_key, "***")
+        return _KEYLIKE.sub("***", message)[:2000]
+
+
+_RETRYABLE = (
+    litellm.RateLimitError, litellm.InternalServerError, litellm.ServiceUnavailableError,
+    litellm.BadGatewayError, litellm.APIConnectionError,
+)
+
+
+def _retryable(exc: Exception, status: object) -> bool:
+    """429, 5xx and connection failures may pass; other 4xx will not."""
+    if isinstance(exc, _RETRYABLE):
+        return True
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(
+        getattr(exc, "response", None), "headers", None
+    )
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    except (TypeError, ValueError):
+        pass
+    return parse_retry_after(headers.get("retry-after"))
+
+
+_LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+: )?(\w+Exception - )?")
+_KEYLIKE = re.compile(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-*]{6,}")
+
+
+def _reply(response: Any) -> ChatReply:
+    choice = response.choices[0]
+    text = (choice.message.content or "") if choice.message else ""
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None) or None
+    completion = getattr(usage, "completion_tokens", None)
+    if prompt is None:
+        completion = None
+    return ChatReply(text, _first_token_logprobs(choice), prompt, completion)
+
+
+def _first_token_logprobs(choice: Any) -> list[tuple[str, float]]:
+    logprobs = _get(choice, "logprobs")
+    content = _get(logprobs, "content") if logprobs is not None else None
+    if not content:
+        return []
+    alternatives = _get(content[0], "top_logprobs") or []
+    pairs = [(str(_get(alt, "token")), float(_get(alt, "logprob"))) for alt in alternatives]
+    return sorted(pairs, key=lambda pair: pair[1], reverse=True)
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def register_prices(settings: ModelSettings) -> None:
+    """Tell LiteLLM the model's price so it stops searching its map on every call."""
+    provider, _, name = settings.litellm_model.partition("/")
+    if not name:
+        return
+    entry = {
+        "input_cost_per_token": settings.input_cost_per_million / 1e6,
+        "output_cost_per_token": settings.output_cost_per_million / 1e6,
+        "litellm_provider": provider,
+        "mode": "chat",
+    }
+    litellm.register_model({name: entry, settings.litellm_model: entry})

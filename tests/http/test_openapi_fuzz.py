@@ -1,0 +1,29 @@
+"""Fuzzing the HTTP API from its own OpenAPI description: JSON answers, never a server error."""
+
+from __future__ import annotations
+
+import itertools
+
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+
+def test_no_input_makes_a_server_error(gateway) -> None:  # noqa: ANN001
+    """Every operation of /openapi.json, with generated bodies: JSON answers, never a 500."""
+    schema = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert any(op.path == "/v1/rerank" for op in operations)
+    for operation, mode in itertools.product(operations, list(schemathesis.GenerationMode)):
+        if mode is schemathesis.GenerationMode.NEGATIVE and operation.method.upper() != "POST":
+            continue  # nothing to get wrong in a GET without parameters
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def check(case) -> None:  # noqa: ANN001
+            response = case.call(timeout=30)
+            assert response.status_code < 500 or response.status_code in (502, 503, 504), response.text
+            assert response.headers["content-type"][0].startswith("application/json")
+            if response.status_code >= 400:
+                assert {"error", "message", "detail"} <= set(response.json())
+
+        check()
