@@ -4,24 +4,25 @@ Both sides talk to the same fake upstream in the same run: the gateway process
 (cache disabled, distinct TREC DL queries) is measured from /proc/<pid>/stat;
 the baseline is a separate child process making the same LLM calls (same
 prompts, same arguments, max_retries=0) with `litellm.acompletion` directly.
-The ratio, not the absolute milliseconds, is what carries across machines.
+The ratio, not the absolute milliseconds, is what carries across machines;
+`--repeat N` measures N times and adds min / median / max over the runs.
 
-    .venv/bin/python -m bench.cpu_per_request [--requests 10] [--warmup 2] [--json PATH]
+    .venv/bin/python -m bench.cpu_per_request [--requests 10] [--warmup 2] [--repeat 1] [--json PATH]
 """
+
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import harness
+from bench import cli, counters, harness, report
 from bench.trec import Query, load_queries
 
 
@@ -39,6 +40,9 @@ class Measurement:
     @property
     def ms_per_call(self) -> float:
         return 1000 * self.cpu_seconds / max(self.llm_calls, 1)
+
+
+Run = tuple[dict[str, Measurement], dict[str, Measurement]]  # gateway, bare LiteLLM; by mode
 
 
 def benchmark_queries(count: int) -> list[Query]:
@@ -69,9 +73,9 @@ def measure_gateway(stack: harness.Stack, mode: str, queries: list[Query], warmu
             send(http, query)
         # Sequential requests: CPU per request does not depend on overlap, and
         # sequential keeps the fake upstream from starving the gateway of a core.
-        cpu, wall = harness.process_cpu_seconds(stack.gateway.pid), time.perf_counter()
+        cpu, wall = counters.process_cpu_seconds(stack.gateway.pid), time.perf_counter()
         calls = sum(send(http, query) for query in queries[warmup:])
-        cpu, wall = harness.process_cpu_seconds(stack.gateway.pid) - cpu, time.perf_counter() - wall
+        cpu, wall = counters.process_cpu_seconds(stack.gateway.pid) - cpu, time.perf_counter() - wall
     return Measurement(len(queries) - warmup, calls, cpu, wall)
 
 
@@ -79,19 +83,7 @@ def measure_bare(stack: harness.Stack, modes: list[str], count: int, warmup: int
                  timeout: float) -> dict[str, Measurement]:
     args = ["-m", "bench.cpu_per_request", "--bare-child", "--config", str(stack.config),
             "--requests", str(count - warmup), "--warmup", str(warmup), "--modes", ",".join(modes)]
-    log = stack.workdir / "bare.log"
-    child = harness.spawn(args, log)
-    try:
-        child.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"bare LiteLLM child did not finish in {timeout:g}s") from None
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    output = log.read_text(errors="replace")
-    if child.returncode != 0:
-        raise RuntimeError(f"bare LiteLLM child failed ({child.returncode}):\n{output[-3000:]}")
+    output = harness.run_child(args, stack.workdir / "bare.log", timeout, "bare LiteLLM child")
     result = json.loads(output.strip().splitlines()[-1])
     return {mode: Measurement(**values) for mode, values in result.items()}
 
@@ -101,10 +93,11 @@ def measure_bare(stack: harness.Stack, modes: list[str], count: int, warmup: int
 def bare_child(config: Path, modes: list[str], requests: int, warmup: int) -> dict[str, dict[str, Any]]:
     # Order matters: gateway sets LITELLM_LOCAL_MODEL_COST_MAP etc. before litellm loads.
     import gateway  # noqa: F401, I001
-    from gateway import listwise, pointwise
+    from gateway.strategies import listwise
+    from gateway.strategies import pointwise
     from gateway.config import load_settings
-    from gateway.prompts import default_prompts_dir, load_prompts
-    from gateway.tokens import get_encoding
+    from gateway.strategies.prompts import default_prompts_dir, load_prompts
+    from gateway.strategies.tokens import get_encoding
 
     import litellm
 
@@ -151,10 +144,10 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int) -> di
             batches = [calls_for(mode, q) for q in queries]
             for calls in batches[:warmup]:
                 await one_request(mode, calls)
-            cpu, wall = harness.process_cpu_seconds(), time.perf_counter()
+            cpu, wall = counters.process_cpu_seconds(), time.perf_counter()
             for calls in batches[warmup:]:
                 await one_request(mode, calls)
-            cpu, wall = harness.process_cpu_seconds() - cpu, time.perf_counter() - wall
+            cpu, wall = counters.process_cpu_seconds() - cpu, time.perf_counter() - wall
             results[mode] = asdict(Measurement(requests, sum(len(b) for b in batches[warmup:]), cpu, wall))
         return results
 
@@ -162,60 +155,85 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int) -> di
 
 
 def format_table(gateway: dict[str, Measurement], bare: dict[str, Measurement]) -> str:
-    header = (f"{'mode':<10} {'req':>4} {'calls/req':>9} {'gateway ms/req':>14} {'bare ms/req':>11} "
-              f"{'gateway ms/call':>15} {'bare ms/call':>12} {'gateway/bare':>12}")
-    lines = [header, "-" * len(header)]
-    for mode, g in gateway.items():
-        b = bare[mode]
-        lines.append(f"{mode:<10} {g.requests:>4} {g.llm_calls / g.requests:>9.1f} {g.ms_per_request:>14.1f} "
-                     f"{b.ms_per_request:>11.1f} {g.ms_per_call:>15.2f} {b.ms_per_call:>12.2f} "
-                     f"{g.ms_per_request / b.ms_per_request:>11.2f}x")
-    return "\n".join(lines)
+    header = ["mode", "req", "calls/req", "gateway ms/req", "bare ms/req", "gateway ms/call", "bare ms/call",
+              "gateway/bare"]
+    rows = [[mode, str(g.requests), f"{g.llm_calls / g.requests:.1f}", f"{g.ms_per_request:.1f}",
+             f"{bare[mode].ms_per_request:.1f}", f"{g.ms_per_call:.2f}", f"{bare[mode].ms_per_call:.2f}",
+             f"{g.ms_per_request / bare[mode].ms_per_request:.2f}x"] for mode, g in gateway.items()]
+    return report.table(header, rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def spreads(runs: list[Run]) -> dict[str, dict[str, report.Spread]]:
+    """Per mode, min / median / max over the runs of what the table reports per run."""
+    return {mode: {
+        "gateway_ms_per_request": report.spread(g[mode].ms_per_request for g, _ in runs),
+        "bare_ms_per_request": report.spread(b[mode].ms_per_request for _, b in runs),
+        "ratio": report.spread(g[mode].ms_per_request / b[mode].ms_per_request for g, b in runs),
+    } for mode in runs[0][0]}
+
+
+def format_spreads(runs: list[Run]) -> str:
+    rows = [[mode, s["gateway_ms_per_request"].format(), s["bare_ms_per_request"].format(),
+             s["ratio"].format(".2f")] for mode, s in spreads(runs).items()]
+    return (f"over {len(runs)} runs, min / median / max\n"
+            + report.table(["mode", "gateway ms/req", "bare ms/req", "gateway/bare"], rows))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = cli.parser(__doc__)
     parser.add_argument("--requests", type=int, default=10, help="measured requests per mode (>= 10 advised)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured requests per mode first")
     parser.add_argument("--modes", default="listwise,pointwise")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    cli.add_repeat(parser)
+    cli.add_json(parser, "cpu_per_request")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for each side of the run")
-    parser.add_argument("--keep-logs", action="store_true")
+    cli.add_keep_logs(parser)
     parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if bad := [m for m in modes if m not in harness.ALIASES]:
-        parser.error(f"unknown mode(s) {bad}")
-    if args.requests < 1 or args.warmup < 0:
-        parser.error("--requests must be positive and --warmup not negative")
+    args.modes = cli.comma_list(parser, args.modes, "mode", harness.ALIASES)
+    if args.requests < 1 or args.warmup < 0 or args.repeat < 1:
+        parser.error("--requests and --repeat must be positive and --warmup not negative")
+    return args
+
+
+def measure(stack: harness.Stack, args: argparse.Namespace, queries: list[Query]) -> Run:
+    deadline = time.monotonic() + args.timeout
+    gateway: dict[str, Measurement] = {}
+    for mode in args.modes:
+        gateway[mode] = measure_gateway(stack, mode, queries, args.warmup, min(args.timeout, 120.0))
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gateway side took over {args.timeout:g}s")
+    print("gateway measured; running the bare LiteLLM baseline ...", file=sys.stderr, flush=True)
+    return gateway, measure_bare(stack, args.modes, len(queries), args.warmup, args.timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.bare_child:
-        print(json.dumps(bare_child(args.config, modes, args.requests, args.warmup)))
+        print(json.dumps(bare_child(args.config, args.modes, args.requests, args.warmup)))
         return 0
 
     queries = benchmark_queries(args.warmup + args.requests)
     print("starting fake upstream and gateway ...", file=sys.stderr, flush=True)
     with harness.running_stack(keep_logs=args.keep_logs) as stack:
-        deadline = time.monotonic() + args.timeout
-        gateway: dict[str, Measurement] = {}
-        for mode in modes:
-            gateway[mode] = measure_gateway(stack, mode, queries, args.warmup, min(args.timeout, 120.0))
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gateway side took over {args.timeout:g}s")
-        print("gateway measured; running the bare LiteLLM baseline ...", file=sys.stderr, flush=True)
-        bare = measure_bare(stack, modes, len(queries), args.warmup, args.timeout)
+        runs = [measure(stack, args, queries) for _ in range(args.repeat)]
     print(f"CPU time per 100-document request (mean of {args.requests} after {args.warmup} warm-up), "
           "gateway process vs bare litellm.acompletion in a child process, same fake upstream")
-    print(format_table(gateway, bare))
+    for number, (gateway, bare) in enumerate(runs, 1):
+        if args.repeat > 1:
+            print(f"run {number}/{args.repeat}")
+        print(format_table(gateway, bare))
+    if args.repeat > 1:
+        print(format_spreads(runs))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            mode: {"gateway": asdict(gateway[mode]), "bare_litellm": asdict(bare[mode]),
-                   "ratio": gateway[mode].ms_per_request / bare[mode].ms_per_request}
-            for mode in modes
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
+        payloads = [{mode: {"gateway": asdict(g[mode]), "bare_litellm": asdict(b[mode]),
+                            "ratio": g[mode].ms_per_request / b[mode].ms_per_request} for mode in args.modes}
+                    for g, b in runs]
+        # One run keeps the file's old shape; repeats add the list and the spread.
+        report.write_json(args.json, payloads[0] if len(runs) == 1 else {
+            "runs": payloads, "spread": {mode: {k: asdict(v) for k, v in s.items()}
+                                         for mode, s in spreads(runs).items()}})
     return 0
 
 

@@ -1,13 +1,16 @@
-"""Process management shared by the benchmarks: the fake upstream and the gateway as real processes.
+"""Process management shared by the benchmarks: the fake upstream, the gateway and helper children.
 
 Everything binds 127.0.0.1. Children are started with a parent-death signal and
-stopped in `finally`, so neither an error, Ctrl-C nor SIGTERM leaves servers behind.
+stopped in `finally`, so neither an error, Ctrl-C, SIGTERM nor a time limit leaves
+servers behind. The configs written here give one alias per mode, both calling the
+fake "judge" model, with the cache off so every request makes real LiteLLM calls.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -15,10 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpx
 
@@ -26,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "BENCH_UPSTREAM_KEY"
 FAKE_KEY = "sk-bench-fake-upstream-0000000000"
 ALIASES = {"listwise": "judge-listwise", "pointwise": "judge-pointwise"}
+FAKE_UPSTREAM = "tests.support.fake_upstream"  # the tests' fake OpenAI-compatible server, run as a module
 _PR_SET_PDEATHSIG = 1
 
 
@@ -55,6 +60,17 @@ def write_config(path: Path, upstream_port: int, *, cache: bool = False, extra: 
         parts.append(extra.strip())
     path.write_text("\n\n".join(parts) + "\n")
     return path
+
+
+def reliability_table(overrides: list[str], request_timeout: float) -> tuple[str, float]:
+    """config.toml's [reliability], with overrides; returns the TOML table and the effective deadline."""
+    values: dict[str, Any] = tomllib.loads((ROOT / "config.toml").read_text())["reliability"]
+    values["request_timeout_seconds"] = request_timeout
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        values[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]  # TOML syntax for the value
+    deadline = min(values["request_timeout_seconds"], values["max_request_timeout_seconds"])
+    return "[reliability]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()), deadline
 
 
 def _die_with_parent() -> None:
@@ -102,6 +118,17 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready after {timeout:g}s:\n{self.log_tail()}")
 
+    def log_size(self) -> int:
+        """An offset into the log, for `log_between` later."""
+        return self.log.stat().st_size
+
+    def log_between(self, start: int, end: int | None = None) -> str:
+        """What the server logged between two `log_size` offsets (to the end without `end`)."""
+        with self.log.open("rb") as f:
+            f.seek(start)
+            data = f.read() if end is None else f.read(max(0, end - start))
+        return data.decode(errors="replace")
+
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -119,7 +146,7 @@ class Server:
 
 def start_fake_upstream(workdir: Path) -> Server:
     port, log = free_port(), workdir / "fake_upstream.log"
-    return Server("fake upstream", spawn(["-m", "tests.fake_upstream", "--port", str(port)], log), port, log)
+    return Server("fake upstream", spawn(["-m", FAKE_UPSTREAM, "--port", str(port)], log), port, log)
 
 
 def start_gateway(config: Path, workdir: Path, log_level: str = "info") -> Server:
@@ -175,13 +202,37 @@ def _remove_dir(path: Path) -> None:
     path.rmdir()
 
 
-def process_cpu_seconds(pid: int | str = "self") -> float:
-    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # The command name may contain spaces; fields after it are fixed.
-    fields = stat[stat.rindex(")") + 2:].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+def run_child(args: list[str], log: Path, timeout: float, name: str) -> str:
+    """Run `python <args>` to completion and return its output; killed, and an error, past `timeout`."""
+    child = spawn(args, log)
+    try:
+        child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{name} did not finish in {timeout:g}s") from None
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    output = log.read_text(errors="replace")
+    if child.returncode != 0:
+        raise RuntimeError(f"{name} failed ({child.returncode}):\n{output[-3000:]}")
+    return output
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, message: str) -> Iterator[None]:
+    """Exit with `message` after `seconds`, wherever the main thread is (an event loop included);
+    the SystemExit unwinds through `running_stack`, which stops the servers."""
+    def expired(signum: int, frame: object) -> None:
+        raise SystemExit(message)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(max(1, int(seconds)))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run_main(main: Callable[[], int | None]) -> NoReturn:

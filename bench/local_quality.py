@@ -14,24 +14,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+from bench import cli, counters, harness, report
 from bench.trec import Query, load_qrels, load_queries, mean_ndcg
-from gateway import listwise, local_llm, pointwise
 from gateway.config import ListwiseSettings, ModelSettings, PointwiseSettings
-from gateway.llm import LiteLLMChatClient
-from gateway.prompts import Prompt, load_prompts
-from gateway.ranking import Ranking, fuse  # the gateway's own fusion: what ships is what is measured
-from gateway.tokens import get_encoding
+from gateway.strategies import listwise, pointwise
+from gateway.strategies.base import Ranking
+from gateway.strategies.prompts import Prompt, load_prompts
+from gateway.strategies.scoring import fuse  # the gateway's own fusion: what ships is what is measured
+from gateway.strategies.tokens import get_encoding
+from gateway.upstream import local as local_llm
+from gateway.upstream.litellm_client import LiteLLMChatClient
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = "local/smollm2-135m"
 # The gateway truncates with cl100k_base but SmolLM2's tokenizer counts ~10-20% more tokens,
 # so each mode's budget leaves room under the model's real context (N_CTX).
@@ -74,7 +74,7 @@ async def rerank(
 async def run_mode(
     mode: str, queries: list[Query], qrels: dict[str, dict[str, int]], depth: int, alphas: list[float],
 ) -> ModeResult:
-    prompt = load_prompts(ROOT / "prompts")[mode]
+    prompt = load_prompts(harness.ROOT / "prompts")[mode]
     client = LiteLLMChatClient(ModelSettings(
         litellm_model=MODEL, mode=mode, logprobs=mode == "pointwise",  # type: ignore[arg-type]
         timeout_seconds=3600, context_window=CONTEXT_WINDOW[mode], encoding="cl100k_base"))
@@ -118,15 +118,15 @@ def compare_logits_all(query: Query, docs: int, threads: int | None) -> dict[str
     import llama_cpp
 
     enc, settings = get_encoding("cl100k_base"), PointwiseSettings()
-    prompt = load_prompts(ROOT / "prompts")["pointwise"]
+    prompt = load_prompts(harness.ROOT / "prompts")["pointwise"]
     texts = [c.text for c in query.candidates[:docs]]
     conversations = pointwise.prepare(enc, prompt, query.query, texts, settings, 2048)
     name = MODEL.split("/", 1)[1]
     path = str(local_llm.gguf_path(name))
-    ours, rss = local_llm.LocalLLM(n_ctx=2048, n_threads=threads), _rss_mib()
+    ours, rss = local_llm.LocalLLM(n_ctx=2048, n_threads=threads), counters.rss_mib()
     with ours._lock:
         ours._model(name)
-    rss_ours = _rss_mib() - rss
+    rss_ours = counters.rss_mib() - rss
     reference = llama_cpp.Llama(model_path=path, n_ctx=2048, n_threads=threads, n_threads_batch=threads,
                                 logits_all=True, verbose=False)
     times: dict[str, list[float]] = {"ours": [], "logits_all": []}
@@ -149,7 +149,7 @@ def compare_logits_all(query: Query, docs: int, threads: int | None) -> dict[str
         b = [float(alt["logprob"]) for alt in theirs["choices"][0]["logprobs"]["content"][0]["top_logprobs"]]
         worst = max([worst, *(abs(x - y) for x, y in zip(a, b, strict=False))])
     # The logits_all model fills its n_ctx x n_vocab float32 score rows for every prompt token.
-    rss_reference = _rss_mib() - rss - rss_ours
+    rss_reference = counters.rss_mib() - rss - rss_ours
     return {"docs": len(conversations), "median_seconds_ours": statistics.median(times["ours"]),
             "median_seconds_logits_all": statistics.median(times["logits_all"]),
             "median_cpu_seconds_ours": statistics.median(cpu["ours"]),
@@ -157,14 +157,8 @@ def compare_logits_all(query: Query, docs: int, threads: int | None) -> dict[str
             "rss_mib_ours": rss_ours, "rss_mib_logits_all": rss_reference, "max_logprob_difference": worst}
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--queries", type=int, default=None, help="first N DL19 queries (default: all 43)")
     parser.add_argument("--modes", default="pointwise,listwise", help="comma-separated: pointwise, listwise")
     parser.add_argument("--depth", type=int, default=20, help="BM25 candidates reranked per query")
@@ -173,12 +167,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="llama.cpp threads (default: its own, all cores for prompts)")
     parser.add_argument("--logits-all-check", type=int, default=0, metavar="DOCS",
                         help="also time DOCS pointwise prompts against llama-cpp's logits_all=True logprobs")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    cli.add_json(parser, "local_quality")
     args = parser.parse_args(argv)
-    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    args.alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
-    if bad := [m for m in args.modes if m not in CONTEXT_WINDOW]:
-        parser.error(f"unknown mode(s) {bad}; choose from {sorted(CONTEXT_WINDOW)}")
+    args.modes = cli.comma_list(parser, args.modes, "mode", CONTEXT_WINDOW)
+    args.alphas = [float(a) for a in cli.comma_list(parser, args.alphas, "alpha")]
     if (args.queries is not None and args.queries < 1) or args.depth < 2:
         parser.error("--queries must be positive and --depth at least 2")
     return args
@@ -206,19 +198,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "results": [asdict(r) for r in results], "logits_all_check": check}
 
 
-def format_table(report: dict[str, Any]) -> str:
-    results = report["results"]
-    variants = list(results[0]["ndcg"]) if results else []
-    header = (f"{'mode':<10} " + " ".join(f"{v:>12}" for v in variants)
-              + f" {'s/request':>10} {'CPU s/req':>10} {'unparsed':>9}")
-    title = (f"DL19, {report['queries']} queries, rerank BM25 top {report['depth']}; "
-             f"BM25 alone {report['bm25']:.2f}; model load {report['load_seconds']:.2f}s")
-    lines = [title, header, "-" * len(header)]
-    for r in results:
-        lines.append(f"{r['mode']:<10} " + " ".join(f"{r['ndcg'][v]:>12.2f}" for v in variants)
-                     + f" {r['seconds_per_request']:>10.2f} {r['cpu_seconds_per_request']:>10.2f}"
-                     + f" {r['parse_failures']:>4}/{r['calls']:<4}")
-    if check := report.get("logits_all_check"):
+def format_table(result: dict[str, Any]) -> str:
+    modes = result["results"]
+    variants = list(modes[0]["ndcg"]) if modes else []
+    header = ["mode", *variants, "s/request", "CPU s/req", "unparsed"]
+    rows = [[r["mode"], *(f"{r['ndcg'][v]:.2f}" for v in variants), f"{r['seconds_per_request']:.2f}",
+             f"{r['cpu_seconds_per_request']:.2f}", f"{r['parse_failures']}/{r['calls']}"] for r in modes]
+    lines = [f"DL19, {result['queries']} queries, rerank BM25 top {result['depth']}; "
+             f"BM25 alone {result['bm25']:.2f}; model load {result['load_seconds']:.2f}s",
+             report.table(header, rows)]
+    if check := result.get("logits_all_check"):
         lines.append(
             f"logits_all=True costs {check['median_seconds_logits_all']:.2f}s "
             f"({check['median_cpu_seconds_logits_all']:.2f}s CPU) against "
@@ -231,13 +220,12 @@ def format_table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    report = asyncio.run(main_async(args))
-    print(format_table(report))
+    result = asyncio.run(main_async(args))
+    print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        report.write_json(args.json, result)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.run_main(main)

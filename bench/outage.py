@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import time
-import tomllib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
 
-from bench import harness
+from bench import cli, counters, harness, report
+from bench.load import WORDS, ClosedLoop, Request, Sample
 
 UPSTREAM_MODEL = "judge"  # the fake model both harness aliases call: one fault hits both, one breaker
 FAULTS: dict[str, dict[str, Any]] = {
@@ -36,18 +35,7 @@ FAULTS: dict[str, dict[str, Any]] = {
 SLACK = 0.1  # seconds allowed past the deadline
 WARMUP = 2.0
 MAX_CALLS_PER_REQUEST = 1.2
-WORDS = "flea cycle insect egg larva pupa adult host blood cat dog month week year warm humid".split()
-
-
-@dataclass
-class Sample:
-    phase: str  # the phase the request was *sent* in
-    start: float
-    end: float
-    status: int  # -1: no HTTP answer (client timeout, connection error)
-    code: str  # the error body's code ("" for a 200): tells a breaker 503 and a cut call's 504 apart
-    retry_after: bool
-    pointwise: bool
+VOCABULARY = WORDS[:16]  # the request mix the README's outage figures were measured with
 
 
 @dataclass
@@ -75,11 +63,6 @@ class Mark(NamedTuple):
     host_busy: float  # every process on the machine
 
 
-def host_busy_seconds() -> float:  # CPU seconds the whole machine spent busy (not idle or iowait)
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class RunReport:
     fault: str
@@ -92,91 +75,67 @@ class RunReport:
     checks: dict[str, bool] = field(default_factory=dict)
 
 
-class Load:
-    """`concurrency` closed-loop clients; each sends its next request as soon as one answers."""
+def requests(docs: int, pointwise_share: float) -> Callable[[random.Random], Request]:
+    def request(rng: random.Random) -> Request:
+        pointwise = rng.random() < pointwise_share
+        # A fresh query each time, though the cache is off anyway.
+        documents = [" ".join(rng.sample(VOCABULARY, 6)) for _ in range(docs)]
+        body = {"query": " ".join(rng.sample(VOCABULARY, 3)), "documents": documents,
+                "model": harness.ALIASES["pointwise" if pointwise else "listwise"]}
+        return Request(body, "pointwise" if pointwise else "listwise")
 
-    def __init__(self, http: httpx.AsyncClient, docs: int, pointwise_share: float) -> None:
-        self.http, self.docs, self.pointwise_share = http, docs, pointwise_share
-        self.phase = "warmup"
-        self.samples: list[Sample] = []
-        self.stopping = False
-
-    async def client(self, n: int) -> None:
-        rng = random.Random(n)  # same request mix every run
-        while not self.stopping:
-            pointwise = rng.random() < self.pointwise_share
-            # A fresh query each time, though the cache is off anyway.
-            docs = [" ".join(rng.sample(WORDS, 6)) for _ in range(self.docs)]
-            body = {"query": " ".join(rng.sample(WORDS, 3)), "documents": docs,
-                    "model": harness.ALIASES["pointwise" if pointwise else "listwise"]}
-            phase, start = self.phase, time.monotonic()
-            try:
-                response = await self.http.post("/v1/rerank", json=body)
-                end, status = time.monotonic(), response.status_code
-                code = "" if status == 200 else str(response.json().get("error", {}).get("code", "?"))
-                sample = Sample(phase, start, end, status, code, "retry-after" in response.headers, pointwise)
-            except (httpx.HTTPError, ValueError):
-                sample = Sample(phase, start, time.monotonic(), -1, "", False, pointwise)
-            self.samples.append(sample)
+    return request
 
 
 def phase_report(phase: str, samples: list[Sample], seconds: float, calls: int, cpu: float,
                  deadline: float, docs: int) -> PhaseReport:
     mine = [s for s in samples if s.phase == phase]
-    latencies = sorted(s.end - s.start for s in mine) or [0.0]
-    rank = lambda q: latencies[min(len(latencies) - 1, max(0, round(q * len(latencies)) - 1))]  # noqa: E731
-    statuses = Counter("no-answer" if s.status < 0 else " ".join(filter(None, [str(s.status), s.code]))
+    latencies = [s.latency for s in mine] or [0.0]
+    statuses = Counter("no-answer" if s.status is None else " ".join(filter(None, [str(s.status), s.code]))
                        + ("+RA" if s.retry_after else "") for s in mine)
-    needed = sum(docs if s.pointwise else 1 for s in mine)  # listwise: up to 20 docs are one window
+    needed = sum(docs if s.kind == "pointwise" else 1 for s in mine)  # listwise: up to 20 docs are one window
     return PhaseReport(
         phase, round(seconds, 1), len(mine), dict(sorted(statuses.items())),
-        round(1000 * rank(0.5), 1), round(1000 * rank(0.99), 1),
-        round(1000 * latencies[-1], 1), round(1000 * (latencies[-1] - deadline), 1),
+        round(1000 * report.percentile(latencies, 0.5), 1), round(1000 * report.percentile(latencies, 0.99), 1),
+        round(1000 * max(latencies), 1), round(1000 * (max(latencies) - deadline), 1),
         calls, round(calls / max(len(mine), 1), 3), round(calls / max(needed, 1), 3),
         round(cpu / seconds, 2),
     )
 
 
 async def run_fault(stack: harness.Stack, fault: str, args: argparse.Namespace, deadline: float) -> RunReport:
-    # The client waits well past the deadline, so a late gateway shows up as latency, not as -1.
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    async with httpx.AsyncClient(base_url=stack.gateway.url, trust_env=False, timeout=deadline + 10,
-                                 limits=limits) as http, \
-            httpx.AsyncClient(base_url=stack.upstream.url, trust_env=False, timeout=5) as fake:
-        load = Load(http, args.docs, args.pointwise_share)
-        clients = [asyncio.create_task(load.client(n)) for n in range(args.concurrency)]
-        marks: list[Mark] = []
-        pids = (stack.gateway.pid, stack.upstream.pid, os.getpid())
+    marks: list[Mark] = []
+    pids = (stack.gateway.pid, stack.upstream.pid, os.getpid())
+    # The client waits well past the deadline, so a late gateway shows up as latency, not as no answer.
+    async with httpx.AsyncClient(base_url=stack.upstream.url, trust_env=False, timeout=5) as fake, \
+            ClosedLoop(stack.gateway.url, args.concurrency, deadline + 10,
+                       requests(args.docs, args.pointwise_share)) as load:
 
         async def enter(phase: str) -> None:
             load.phase = phase
             calls = int((await fake.get("/stats")).json()["by_model"].get(UPSTREAM_MODEL, 0))
-            cpu = [harness.process_cpu_seconds(pid) for pid in pids]
-            marks.append(Mark(phase, time.monotonic(), calls, cpu[0], sum(cpu), host_busy_seconds()))
+            cpu = [counters.process_cpu_seconds(pid) for pid in pids]
+            marks.append(Mark(phase, time.monotonic(), calls, cpu[0], sum(cpu), counters.host_busy_seconds()))
 
-        try:
-            await asyncio.sleep(WARMUP)  # the first LiteLLM calls are slow; not measured
-            await enter("healthy")
-            await asyncio.sleep(args.healthy)
-            fault_on = time.monotonic()
-            await fake.post("/faults", json={"model": UPSTREAM_MODEL, "always": FAULTS[fault]})
-            await enter("outage")
-            await asyncio.sleep(args.outage)
-            await fake.post("/faults", json={"model": UPSTREAM_MODEL, "clear": True})
-            await enter("recovery")
-            cleared = marks[-1].at
-            # Recovery ends once every answer for `steady` seconds was a 200, or at the bound.
-            while time.monotonic() - cleared < args.recovery_max:
-                await asyncio.sleep(0.1)
-                after = [s for s in load.samples if s.phase == "recovery"]
-                last_bad = max((s.end for s in after if s.status != 200), default=cleared)
-                if any(s.status == 200 and s.end > last_bad for s in after) and \
-                        time.monotonic() - last_bad >= args.steady:
-                    break
-            await enter("end")
-        finally:
-            load.stopping = True
-            await asyncio.gather(*clients, return_exceptions=True)
+        await asyncio.sleep(WARMUP)  # the first LiteLLM calls are slow; not measured
+        await enter("healthy")
+        await asyncio.sleep(args.healthy)
+        fault_on = time.monotonic()
+        await fake.post("/faults", json={"model": UPSTREAM_MODEL, "always": FAULTS[fault]})
+        await enter("outage")
+        await asyncio.sleep(args.outage)
+        await fake.post("/faults", json={"model": UPSTREAM_MODEL, "clear": True})
+        await enter("recovery")
+        cleared = marks[-1].at
+        # Recovery ends once every answer for `steady` seconds was a 200, or at the bound.
+        while time.monotonic() - cleared < args.recovery_max:
+            await asyncio.sleep(0.1)
+            after = [s for s in load.samples if s.phase == "recovery"]
+            last_bad = max((s.end for s in after if s.status != 200), default=cleared)
+            if any(s.status == 200 and s.end > last_bad for s in after) and \
+                    time.monotonic() - last_bad >= args.steady:
+                break
+        await enter("end")
 
     # Healthy requests still in flight when the fault began were hit by it: they count as outage.
     for s in load.samples:
@@ -192,11 +151,11 @@ async def run_fault(stack: harness.Stack, fault: str, args: argparse.Namespace, 
     last_bad = max((s.end for s in recovered if s.status != 200), default=cleared)
     steady = last_bad - cleared if any(t > last_bad for t in oks) else None
     fast = [s.end for s in load.samples if s.phase == "outage" and s.status == 503 and s.retry_after]
-    report = RunReport(fault, deadline, phases, round(min(fast) - fault_on, 2) if fast else None,
-                       round(min(oks) - cleared, 2) if oks else None,
-                       round(steady, 2) if steady is not None else None, round(max(0.0, other_cores), 2))
+    run = RunReport(fault, deadline, phases, round(min(fast) - fault_on, 2) if fast else None,
+                    round(min(oks) - cleared, 2) if oks else None,
+                    round(steady, 2) if steady is not None else None, round(max(0.0, other_cores), 2))
     healthy, outage = phases[0], phases[1]
-    report.checks = {
+    run.checks = {
         "healthy baseline: every request 200": set(healthy.statuses) == {"200"},
         f"outage upstream calls per request <= {MAX_CALLS_PER_REQUEST}":
             outage.amplification <= MAX_CALLS_PER_REQUEST,
@@ -205,41 +164,29 @@ async def run_fault(stack: harness.Stack, fault: str, args: argparse.Namespace, 
         "every request got an HTTP answer": all("no-answer" not in p.statuses for p in phases),
         "recovered by itself (steady 100% 200)": steady is not None,
     }
-    return report
+    return run
 
 
-def render(report: RunReport) -> str:
-    head = (f"{'phase':<9} {'secs':>5} {'reqs':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'max-dl':>7} "
-            f"{'calls':>6} {'calls/req':>9} {'amp':>6} {'gw cpu':>6}  statuses")
-    lines = [f"== fault: {report.fault}  (deadline {report.deadline_s:g} s; +RA = with Retry-After)", head]
-    for p in report.phases:
-        statuses = " ".join(f"{k}:{v}" for k, v in p.statuses.items())
-        lines.append(f"{p.phase:<9} {p.seconds:>5.1f} {p.requests:>6} {p.p50_ms:>7.1f} {p.p99_ms:>7.1f} "
-                     f"{p.max_ms:>7.1f} {p.max_over_deadline_ms:>+7.0f} {p.upstream_calls:>6} "
-                     f"{p.calls_per_request:>9.3f} {p.amplification:>6.3f} {p.gateway_cpu:>6.2f}  {statuses}")
+def render(run: RunReport) -> str:
+    header = ["phase", "secs", "reqs", "p50 ms", "p99 ms", "max ms", "max-dl", "calls", "calls/req", "amp",
+              "gw cpu", "statuses"]
+    rows = [[p.phase, f"{p.seconds:.1f}", str(p.requests), f"{p.p50_ms:.1f}", f"{p.p99_ms:.1f}", f"{p.max_ms:.1f}",
+             f"{p.max_over_deadline_ms:+.0f}", str(p.upstream_calls), f"{p.calls_per_request:.3f}",
+             f"{p.amplification:.3f}", f"{p.gateway_cpu:.2f}", " ".join(f"{k}:{v}" for k, v in p.statuses.items())]
+            for p in run.phases]
     fmt = lambda v: "never" if v is None else f"{v:.2f} s"  # noqa: E731
-    lines += [f"circuit: first fail-fast 503 {fmt(report.fail_fast_after_s)} after the fault began",
-              f"recovery: first 200 {fmt(report.first_200_s)} after clearing; "
-              f"steady 100% 200 from {fmt(report.steady_s)}",
-              f"host: other processes used {report.other_cores:.2f} of {os.cpu_count()} cores meanwhile"]
-    lines += [f"  [{'PASS' if ok else 'FAIL'}] {name}" for name, ok in report.checks.items()]
-    return "\n".join(lines)
+    return "\n".join([
+        f"== fault: {run.fault}  (deadline {run.deadline_s:g} s; +RA = with Retry-After)",
+        report.table(header, rows, align="<" + ">" * 10 + "<"),
+        f"circuit: first fail-fast 503 {fmt(run.fail_fast_after_s)} after the fault began",
+        f"recovery: first 200 {fmt(run.first_200_s)} after clearing; steady 100% 200 from {fmt(run.steady_s)}",
+        f"host: other processes used {run.other_cores:.2f} of {os.cpu_count()} cores meanwhile",
+        *report.verdicts(run.checks.items(), indent="  "),
+    ])
 
 
-def reliability_section(overrides: list[str], request_timeout: float) -> tuple[str, float]:
-    """config.toml's [reliability], with overrides; returns the TOML table and the effective deadline."""
-    values: dict[str, Any] = tomllib.loads((harness.ROOT / "config.toml").read_text())["reliability"]
-    values["request_timeout_seconds"] = request_timeout
-    for item in overrides:
-        key, _, raw = item.partition("=")
-        values[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]  # TOML syntax for the value
-    deadline = min(values["request_timeout_seconds"], values["max_request_timeout_seconds"])
-    return "[reliability]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()), deadline
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = cli.parser(__doc__)
     parser.add_argument("--faults", default="status,hang", help="comma-separated: " + ",".join(FAULTS))
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--docs", type=int, default=10, help="documents per request")
@@ -252,24 +199,27 @@ def main() -> None:
                         help="reliability.request_timeout_seconds (the deadline)")
     parser.add_argument("--reliability", action="append", default=[], metavar="KEY=VALUE",
                         help="override a [reliability] key, e.g. breaker_cooldown_seconds=2")
-    parser.add_argument("--json", metavar="PATH", help="also write the reports as JSON")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs in /tmp")
-    args = parser.parse_args()
-    if unknown := set(args.faults.split(",")) - set(FAULTS):
-        parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
-    section, deadline = reliability_section(args.reliability, args.request_timeout)
-    reports: list[RunReport] = []
-    for fault in args.faults.split(","):
+    cli.add_json(parser, "outage")
+    cli.add_keep_logs(parser)
+    args = parser.parse_args(argv)
+    args.faults = cli.comma_list(parser, args.faults, "fault", FAULTS)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    section, deadline = harness.reliability_table(args.reliability, args.request_timeout)
+    runs: list[RunReport] = []
+    for fault in args.faults:
         # A fresh stack per fault: breaker state and retry budget start the same for each.
         with harness.running_stack("warning", args.keep_logs, config_extra=section) as stack:
-            report = asyncio.run(run_fault(stack, fault, args, deadline))
-        reports.append(report)
-        print(render(report), "\n", flush=True)
+            run = asyncio.run(run_fault(stack, fault, args, deadline))
+        runs.append(run)
+        print(render(run), "\n", flush=True)
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"reliability": section, "runs": [asdict(r) for r in reports]}, out, indent=2)
-    raise SystemExit(0 if all(all(r.checks.values()) for r in reports) else 1)
+        report.write_json(args.json, {"reliability": section, "runs": [asdict(r) for r in runs]})
+    return 0 if all(all(r.checks.values()) for r in runs) else 1
 
 
 if __name__ == "__main__":
-    main()
+    harness.run_main(main)

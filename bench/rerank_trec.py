@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench import harness
+from bench import cli, harness, report
 from bench.trec import Query, load_qrels, load_queries, mean_ndcg
 
 
@@ -120,36 +118,27 @@ async def run_mode(
 
 
 def format_table(rows: list[Row]) -> str:
-    header = (f"{'set':<5} {'mode':<10} {'n':>3} {'BM25':>6} {'gateway':>8} {'ceiling':>8} "
-              f"{'calls/req':>10} {'tokens/req':>11} {'failed':>6} {'unparsed':>8} {'s/req':>6}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r.set:<5} {r.mode:<10} {r.queries:>3} {r.bm25:>6.2f} {r.gateway:>8.2f} {r.ceiling:>8.2f} "
-            f"{r.calls_per_request:>10.2f} {r.tokens_per_request:>11.1f} {r.failed_calls:>6} "
-            f"{r.parse_failures:>8} {r.seconds_per_request:>6.2f}"
-        )
-    return "\n".join(lines)
+    header = ["set", "mode", "n", "BM25", "gateway", "ceiling", "calls/req", "tokens/req", "failed", "unparsed",
+              "s/req"]
+    return report.table(header, [
+        [r.set, r.mode, str(r.queries), f"{r.bm25:.2f}", f"{r.gateway:.2f}", f"{r.ceiling:.2f}",
+         f"{r.calls_per_request:.2f}", f"{r.tokens_per_request:.1f}", str(r.failed_calls), str(r.parse_failures),
+         f"{r.seconds_per_request:.2f}"] for r in rows], align="<<")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--sets", default="dl19,dl20", help="comma-separated: dl19, dl20")
     parser.add_argument("--modes", default="listwise,pointwise", help="comma-separated: listwise, pointwise")
     parser.add_argument("--queries", type=int, default=None, help="first N queries per set (default: all)")
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent rerank requests")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    cli.add_json(parser, "rerank_trec")
     parser.add_argument("--request-timeout", type=float, default=300.0, help="seconds per rerank request")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds for the whole benchmark")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs and config")
+    cli.add_keep_logs(parser)
     args = parser.parse_args(argv)
-    args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
-    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if bad := [m for m in args.modes if m not in harness.ALIASES]:
-        parser.error(f"unknown mode(s) {bad}; choose from {sorted(harness.ALIASES)}")
-    if bad := [s for s in args.sets if s not in ("dl19", "dl20")]:
-        parser.error(f"unknown set(s) {bad}; choose from dl19, dl20")
+    args.sets = cli.comma_list(parser, args.sets, "set", ("dl19", "dl20"))
+    args.modes = cli.comma_list(parser, args.modes, "mode", harness.ALIASES)
     if args.concurrency < 1 or (args.queries is not None and args.queries < 1):
         parser.error("--concurrency and --queries must be positive")
     return args
@@ -186,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {r.set} {r.mode}: {r.cached_responses} cached responses, "
                   f"{r.incomplete_rankings} incomplete rankings", file=sys.stderr)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "rows": [asdict(r) for r in rows]}, indent=2))
+        report.write_json(args.json, {"args": cli.as_json(args), "rows": [asdict(r) for r in rows]})
     return 0
 
 

@@ -1,0 +1,44 @@
+"""Command-line options the benchmarks share, parsed one way."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from bench import report
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser whose --help is the benchmark's module docstring: what it measures and how to run it."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_json(parser: argparse.ArgumentParser, name: str) -> None:
+    default = report.RESULTS / f"{name}.json"
+    parser.add_argument("--json", type=Path, nargs="?", const=default, default=None, metavar="PATH",
+                        help=f"also write the results as JSON to PATH (no PATH: bench/results/{name}.json)")
+
+
+def add_keep_logs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs and config in /tmp")
+
+
+def add_repeat(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure N times and also print min / median / max over the runs")
+
+
+def comma_list(parser: argparse.ArgumentParser, text: str, what: str,
+               allowed: Collection[str] | None = None) -> list[str]:
+    """"a, b,c" -> ["a", "b", "c"], in order; an argument error for items outside `allowed`."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if allowed is not None and (bad := [item for item in items if item not in allowed]):
+        parser.error(f"unknown {what}(s) {bad}; choose from {', '.join(sorted(allowed))}")
+    return items
+
+
+def as_json(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options, for a results file: paths as strings, lists kept as lists."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
