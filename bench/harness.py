@@ -149,6 +149,13 @@ def start_fake_upstream(workdir: Path) -> Server:
     return Server("fake upstream", spawn(["-m", FAKE_UPSTREAM, "--port", str(port)], log), port, log)
 
 
+def start_simulator(workdir: Path, **knobs: object) -> Server:
+    """The simulated hosted model (simulator/) in its own process; `knobs` are its defaults (--noise 0.2, ...)."""
+    port, log = free_port(), workdir / "simulator.log"
+    flags = [arg for name, value in knobs.items() for arg in (f"--{name}", str(value))]
+    return Server("simulator", spawn(["-m", "simulator", "--port", str(port), *flags], log), port, log)
+
+
 def start_gateway(config: Path, workdir: Path, log_level: str = "info") -> Server:
     port = free_port()
     log = workdir / "gateway.log"
