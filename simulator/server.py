@@ -49,6 +49,7 @@ class Simulator:
     def __init__(self, defaults: Knobs | None = None, judgments: Judgments | None = None) -> None:
         self.defaults = defaults or Knobs()
         self.judgments = judgments if judgments is not None else Judgments.load()
+        tokens.encoding()  # loaded now (~0.3 s), not by the first call
         self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
         self.totals: Counter[str] = Counter()
         self.in_flight = self.peak = 0

@@ -115,6 +115,9 @@ async def test_knobs_in_the_path_change_answers_per_request(sim: simulator.Runni
     assert any(order != perfect for order in noisy)
     again = ids((await complete(sim.api_base(noise=1.0, seed=0), messages, max_tokens=100)).choices[0].message.content)
     assert again == noisy[0]
+    # A strong position bias ranks the window in its input order, whatever the grades.
+    biased = ids((await complete(sim.api_base(bias=5), messages, max_tokens=100)).choices[0].message.content)
+    assert biased == [1, 2, 3, 4, 5] != perfect
 
 
 async def test_the_steady_preset_shows_rounds_and_concurrency(sim: simulator.RunningSimulator) -> None:
