@@ -93,7 +93,7 @@ def measure_bare(stack: harness.Stack, modes: list[str], count: int, warmup: int
 def bare_child(config: Path, modes: list[str], requests: int, warmup: int) -> dict[str, dict[str, Any]]:
     # Order matters: gateway sets LITELLM_LOCAL_MODEL_COST_MAP etc. before litellm loads.
     import gateway  # noqa: F401, I001
-    from gateway.strategies import listwise
+    from gateway.strategies import sliding, window
     from gateway.strategies import pointwise
     from gateway.config import load_settings
     from gateway.strategies.prompts import default_prompts_dir, load_prompts
@@ -113,12 +113,12 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int) -> di
         texts = [c.text for c in query.candidates]
         if mode == "listwise":
             s = settings.listwise
-            job = listwise.prepare(enc, prompts[s.prompt], query.query, texts, s, model.context_window)
+            job = window.prepare(enc, prompts[s.prompt], query.query, texts, s, model.context_window)
             # Windows over BM25 order: the gateway's windows hold reordered passages,
             # but the same number of calls of the same sizes.
-            return [{"messages": listwise.build_messages(prompts[s.prompt], job.query, job.passages[a:b]),
-                     "max_tokens": listwise.output_tokens(b - a)}
-                    for a, b in listwise.window_spans(len(texts), s.window, s.step)]
+            return [{"messages": window.build_messages(prompts[s.prompt], job.query, job.passages[a:b]),
+                     "max_tokens": window.output_tokens(b - a)}
+                    for a, b in sliding.window_spans(len(texts), s.window, s.step)]
         p = settings.pointwise
         conversations = pointwise.prepare(enc, prompts[p.prompt], query.query, texts, p, model.context_window)
         return [{"messages": m, "max_tokens": 1, "logprobs": True, "top_logprobs": p.top_logprobs}

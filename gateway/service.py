@@ -20,7 +20,7 @@ from gateway.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, Mode
 from gateway.ops.metrics import Metrics
 from gateway.strategies.base import Ranking, RankTask, Strategy
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
-from gateway.strategies.registry import build_strategies
+from gateway.strategies.registry import build_strategies, resolve
 from gateway.strategies.scoring import fuse
 from gateway.strategies.tokens import encoding_name_for, get_encoding
 from gateway.upstream.chain import RequestChat
@@ -43,11 +43,15 @@ class RerankQuery:
     fusion_weight: float | None = None
 
 
+# Calls stop this long before the request's deadline, leaving time to assemble and send the answer.
+ANSWER_MARGIN_SECONDS = 0.05
+
+
 @dataclass(frozen=True)
 class AnswerMeta:
     """How an answer was produced."""
 
-    mode: str
+    mode: str  # what the request (or the model's default) asked for, e.g. "listwise"
     cached: bool
     llm_calls: int
     upstream_attempts: int
@@ -60,6 +64,12 @@ class AnswerMeta:
     prompt_version: str
     cost_usd: float
     fusion_weight: float
+    strategy: str  # the strategy that ranked, e.g. "tdpart-first" for mode "listwise"
+    score_type: str  # "calibrated": graded relevance, 0.5 and above relevant; "rank": from positions only
+    partial: bool  # the deadline came first: what finished, the rest in the caller's order below
+    skipped: dict[str, int] | None  # when partial: LLM calls cut or not made, documents no finished call saw
+    hedges: int  # duplicate attempts sent for slow calls
+    first_fallbacks: int  # single-token windows answered without logprobs, re-asked for a permutation
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,11 @@ class RankingResult:
     attempts: int
     retries: int
     fallbacks: list[str] = field(default_factory=list)  # aliases other than the requested one that answered
+    hedges: int = 0
+
+    @property
+    def partial(self) -> bool:
+        return self.ranking.stats.cut_calls > 0
 
 
 class RerankService:
@@ -170,21 +185,23 @@ class RerankService:
         """
         model = self.resolve(query.model)
         mode = query.mode or model.settings.mode
-        strategy = self.strategies.get(mode)
-        if strategy is None:
-            raise InvalidRequest(f"mode {mode!r} is not one of {sorted(self.strategies)}", code="invalid_mode",
-                                 param="mode")
         policy = self.settings.reliability
         budget = min(query.timeout or policy.request_timeout_seconds, policy.max_request_timeout_seconds)
         deadline = (arrived or time.monotonic()) + budget
         chain = self.upstreams.chain(model.alias)
         # Prompts must suit every model that may answer them, fallbacks included.
+        logprobs = all(self.models[u.alias].settings.logprobs for u in chain)
+        name = resolve(mode, logprobs)
+        strategy = self.strategies.get(name)
+        if strategy is None:
+            raise InvalidRequest(f"mode {mode!r} is not one of {sorted(self.strategies)}", code="invalid_mode",
+                                 param="mode")
         task = RankTask(
             query=query.query,
             texts=query.texts,
             encoding=self.encodings[model.alias],
             context_window=min(self.models[u.alias].settings.context_window for u in chain),
-            logprobs=all(self.models[u.alias].settings.logprobs for u in chain),
+            logprobs=logprobs,
             instruction=query.instruction,
             token_budget=query.token_budget,
         )
@@ -193,7 +210,7 @@ class RerankService:
             api_base=model.settings.resolved_api_base(),
             logprobs=model.settings.logprobs,
             context_window=model.settings.context_window,
-            mode=mode,
+            mode=name,
             strategy=strategy.cache_params(),
             token_budget=query.token_budget,
             query=query.query,
@@ -203,21 +220,23 @@ class RerankService:
 
         async def compute() -> tuple[RankingResult, bool]:
             # Calls stop a little early, leaving time to answer within the deadline.
-            chat = RequestChat(chain, policy, self.retry_budget, deadline - 0.02,
+            chat = RequestChat(chain, policy, self.retry_budget, deadline - ANSWER_MARGIN_SECONDS,
                                self._observe_attempt if self.metrics else None)
             ranking = await strategy.rank(chat, task)
             self._raise_if_mostly_failed(ranking)
+            self._raise_if_cut(ranking, budget)
             fallbacks = sorted(set(chat.answered_by) - {model.alias})
-            result = RankingResult(ranking, strategy.prompt_version, chat.attempts, chat.retries, fallbacks)
-            # A ranking with failed calls or a stand-in model's answers is never cached.
-            return result, not ranking.stats.failed_calls and not fallbacks
+            result = RankingResult(ranking, strategy.prompt_version, chat.attempts, chat.retries, fallbacks,
+                                   chat.hedges)
+            # A ranking with failed calls, cut calls or a stand-in model's answers is never cached.
+            return result, not ranking.stats.failed_calls and not result.partial and not fallbacks
 
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
                 result, hit = await self.cache.get_or_compute(key, compute)
         except TimeoutError:
             raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline") from None
-        answer = self._answer(query, model, mode, result, hit)
+        answer = self._answer(query, model, mode, name, result, hit)
         if self.metrics:
             self._observe(answer)
         return answer
@@ -237,7 +256,11 @@ class RerankService:
         m.tokens.labels(meta.model_alias, "input").inc(answer.prompt_tokens)
         m.tokens.labels(meta.model_alias, "output").inc(answer.completion_tokens)
         m.cost.labels(meta.model_alias).inc(meta.cost_usd)
-        m.parse_failures.labels(meta.mode).inc(meta.parse_failures)
+        m.parse_failures.labels(meta.strategy).inc(meta.parse_failures)
+        if meta.hedges:
+            m.hedges.labels(meta.model_alias).inc(meta.hedges)
+        if meta.partial:
+            m.partial.labels(meta.strategy).inc()
 
     def _raise_if_mostly_failed(self, ranking: Ranking) -> None:
         stats = ranking.stats
@@ -250,8 +273,18 @@ class RerankService:
                 status=error.status, retry_after=error.retry_after,
             ) from error
 
+    def _raise_if_cut(self, ranking: Ranking, budget: float) -> None:
+        """A ranking the deadline cut: answered as it is (partial), unless nothing finished or config says no."""
+        stats = ranking.stats
+        if not stats.cut_calls:
+            return
+        nothing = ranking.unranked >= len(ranking.order)
+        if nothing or self.settings.reliability.on_deadline == "error":
+            done = "no LLM call finished" if nothing else f"the deadline cut {stats.cut_calls} LLM call(s)"
+            raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline ({done})")
+
     def _answer(
-        self, query: RerankQuery, model: ModelRuntime, mode: str, result: RankingResult, hit: bool
+        self, query: RerankQuery, model: ModelRuntime, mode: str, name: str, result: RankingResult, hit: bool
     ) -> RerankAnswer:
         ranking, stats = result.ranking, result.ranking.stats
         # Fusion is applied after the cache: it does not change what the LLM said.
@@ -286,5 +319,12 @@ class RerankService:
                 prompt_version=result.prompt_version,
                 cost_usd=round(cost, 8),
                 fusion_weight=weight,
+                strategy=name,
+                # Blended with the caller's order, a score depends on position: no longer a graded judgement.
+                score_type=ranking.score_type if weight >= 1 else "rank",
+                partial=result.partial,
+                skipped={"llm_calls": stats.cut_calls, "documents": ranking.unranked} if result.partial else None,
+                hedges=0 if hit else result.hedges,
+                first_fallbacks=0 if hit else stats.first_fallbacks,
             ),
         )

@@ -18,20 +18,27 @@ from tests.support.fake_upstream import FakeUpstream, Judge, ServerThread
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "sk-fake-upstream-key-0123456789"
 
+# The plain sliding window without logprobs: one call per window, rank scores. Most tests of
+# other behaviour (caching, errors, reliability) use it, so each request is one predictable call.
+SLIDING = "logprobs = false"
+
 # (alias, fake model name, mode, extra TOML lines)
 ALIASES = [
-    ("judge", "judge", "listwise", ""),
+    ("judge", "judge", "sliding", SLIDING),
     ("judge-pointwise", "judge", "pointwise", ""),
     ("judge-nologprobs", "judge", "pointwise", "logprobs = false"),
-    ("judge-nousage", "judge-nousage", "listwise", ""),
-    ("reverse", "reverse", "listwise", ""),
-    ("garbage", "garbage", "listwise", ""),
+    ("judge-nousage", "judge-nousage", "sliding", SLIDING),
+    ("judge-listwise", "judge", "listwise", ""),  # tdpart-first with calibrated scores
+    ("judge-batched", "judge", "batched", ""),
+    ("reverse", "reverse", "sliding", SLIDING),
+    ("garbage", "garbage", "sliding", SLIDING),
     ("garbage-pointwise", "garbage", "pointwise", ""),
-    ("chatty", "chatty", "listwise", ""),
-    ("fail500", "fail500", "listwise", ""),
-    ("fail401", "fail401", "listwise", ""),
+    ("chatty", "chatty", "sliding", SLIDING),
+    ("fail500", "fail500", "sliding", SLIDING),
+    ("fail401", "fail401", "sliding", SLIDING),
     ("partial", "partial", "pointwise", ""),
-    ("slow", "slow", "listwise", "timeout_seconds = 0.5"),
+    ("slow", "slow", "sliding", "timeout_seconds = 0.5\n" + SLIDING),
+    ("sluggish", "sluggish", "pointwise", ""),
 ]
 
 
@@ -93,7 +100,7 @@ class GatewayProcess:
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded 2-core machine can take a minute to import LiteLLM
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.log.read_text()}")

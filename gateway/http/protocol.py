@@ -35,7 +35,9 @@ class RerankRequest(BaseModel):
     model: str | None = None
     top_n: int | None = Field(None, strict=True, description="How many results; more than the documents = all.")
     return_documents: bool | None = Field(None, strict=True)
-    mode: Mode | None = Field(None, description="Extension: 'listwise' or 'pointwise'.")
+    mode: Mode | None = Field(
+        None, description="Extension: the ranking strategy (docs/strategies.md): listwise, pointwise, batched, "
+        "tdpart, tdpart-first, first, sliding, sliding-first.")
     instruction: str | None = Field(None, description="A task instruction added to the prompt.")
     max_tokens_per_doc: int | None = Field(None, strict=True, description="Per-document token budget.")
     truncate_prompt_tokens: int | None = Field(None, strict=True, description="vLLM's name for the budget.")
@@ -223,6 +225,12 @@ class RerankMeta(BaseModel):
     prompt_version: str
     cost_usd: float
     fusion_weight: float
+    strategy: str
+    score_type: Literal["calibrated", "rank"]
+    partial: bool
+    skipped: dict[str, int] | None
+    hedges: int
+    first_fallbacks: int
 
 
 class RerankResponse(BaseModel):

@@ -52,12 +52,14 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         if answer is None:
             return Response(status_code=499)  # nobody is listening; nginx's code for it
         meta = answer.meta
-        log.update(model=meta.model_alias, mode=meta.mode, cache="hit" if answer.hit else "miss",
+        log.update(model=meta.model_alias, mode=meta.strategy, cache="hit" if answer.hit else "miss",
                    llm_calls=meta.llm_calls, prompt_tokens=answer.prompt_tokens,
                    completion_tokens=answer.completion_tokens, cost_usd=meta.cost_usd)
         headers = {"x-cache": "HIT" if answer.hit else "MISS"}
         if meta.fallbacks:
             headers["x-rerank-fallback"] = ",".join(meta.fallbacks)
+        if meta.partial:
+            headers["x-rerank-partial"] = "true"
         if limits is not None:
             limits.charge_tokens(answer.prompt_tokens + answer.completion_tokens)
             headers.update(limits.headers())

@@ -31,6 +31,10 @@ class Metrics:
         self.cache = Counter("rerank_gateway_cache_lookups", "Result cache lookups", ["result"], registry=r)
         self.parse_failures = Counter("rerank_gateway_parse_failures", "LLM answers with nothing usable",
                                       ["mode"], registry=r)
+        self.partial = Counter("rerank_gateway_partial_answers", "Answers cut by their deadline (meta.partial)",
+                               ["mode"], registry=r)
+        self.hedges = Counter("rerank_gateway_llm_hedges", "Duplicate attempts sent for slow LLM calls",
+                              ["model"], registry=r)
         self.in_flight = Gauge("rerank_gateway_requests_in_flight", "Rerank requests being answered",
                                registry=r)
         self.shed = Counter("rerank_gateway_requests_shed", "Requests refused by the concurrency limit",

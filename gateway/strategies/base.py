@@ -11,11 +11,11 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import tiktoken
 
-from gateway.errors import UpstreamError
+from gateway.errors import CallCut, UpstreamError
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.tokens import count_messages, count_text
 from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest
@@ -33,31 +33,54 @@ class CallStats:
     parse_failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cut_calls: int = 0  # calls the request's deadline cut or left no time for (not in `calls`)
+    first_fallbacks: int = 0  # FIRST windows answered without usable logprobs, re-asked for a permutation
+    hedged_losers: int = 0  # duplicate attempts that lost the race and were cancelled (billed as estimated)
     errors: list[UpstreamError] = field(default_factory=list)
 
     def record(self, enc: tiktoken.Encoding, request: ChatRequest, reply: ChatReply) -> None:
-        """Count a finished call: the upstream's usage when reported, tiktoken's otherwise."""
+        """Count a finished call: the upstream's usage when reported, tiktoken's otherwise.
+
+        Cancelled hedges of the call may still be billed by the upstream; each is
+        counted as the same size as the answer that won (an estimate).
+        """
         self.calls += 1
         if reply.prompt_tokens is not None:
-            self.prompt_tokens += reply.prompt_tokens
-            self.completion_tokens += reply.completion_tokens or 0
+            prompt, completion = reply.prompt_tokens, reply.completion_tokens or 0
         else:
-            self.prompt_tokens += count_messages(enc, request.messages)
-            self.completion_tokens += count_text(enc, reply.text)
+            prompt, completion = count_messages(enc, request.messages), count_text(enc, reply.text)
+        copies = 1 + reply.hedged_losers
+        self.hedged_losers += reply.hedged_losers
+        self.prompt_tokens += copies * prompt
+        self.completion_tokens += copies * completion
 
     def record_failure(self, error: UpstreamError) -> None:
+        if isinstance(error, CallCut):
+            self.cut_calls += 1
+            return
         self.calls += 1
         self.failed_calls += 1
         self.errors.append(error)
 
 
+ScoreType = Literal["calibrated", "rank"]
+
+
 @dataclass(frozen=True)
 class Ranking:
-    """Document indices best first, with their 0-1 scores (non-increasing)."""
+    """Document indices best first, with their 0-1 scores (non-increasing).
+
+    `score_type` says what a score means: "calibrated" is graded relevance (0.5 and
+    above: relevant), "rank" comes from positions only. `unranked` counts documents
+    that no finished call saw because the deadline cut theirs: they sit below the
+    ranked ones in the caller's order (a partial answer).
+    """
 
     order: list[int]
     scores: list[float]
     stats: CallStats
+    score_type: ScoreType = "rank"
+    unranked: int = 0
 
 
 def clean_answer(text: str) -> str:

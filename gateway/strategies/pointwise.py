@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections.abc import Callable
 
 import tiktoken
 
@@ -83,19 +84,44 @@ def score_reply(reply: ChatReply, max_label: int) -> float | None:
     return None if expected is None else min(1.0, max(0.0, expected / max_label))
 
 
+def conversation_builder(
+    enc: tiktoken.Encoding, prompt: Prompt, query: str, settings: PointwiseSettings, context_window: int,
+    instruction: str | None = None,
+) -> Callable[[str], list[Message]]:
+    """A function from a document's text to its conversation, the passage cut to fit the context."""
+    query = truncate(enc, neutralize(query), context_window // 4)
+    extra = instruction_line(enc, instruction, context_window)
+    skeleton = count_messages(enc, build_messages(prompt, query, "", settings.max_label, extra))
+    budget = min(settings.max_passage_tokens, max(16, context_window - skeleton - 8))
+    return lambda text: build_messages(prompt, query, truncate(enc, neutralize(text), budget), settings.max_label,
+                                       extra)
+
+
 def prepare(
     enc: tiktoken.Encoding, prompt: Prompt, query: str, texts: list[str],
     settings: PointwiseSettings, context_window: int, instruction: str | None = None,
 ) -> list[list[Message]]:
     """One conversation per document, each passage cut to fit the context."""
-    query = truncate(enc, neutralize(query), context_window // 4)
-    extra = instruction_line(enc, instruction, context_window)
-    skeleton = count_messages(enc, build_messages(prompt, query, "", settings.max_label, extra))
-    budget = min(settings.max_passage_tokens, max(16, context_window - skeleton - 8))
-    return [
-        build_messages(prompt, query, truncate(enc, neutralize(t), budget), settings.max_label, extra)
-        for t in texts
-    ]
+    build = conversation_builder(enc, prompt, query, settings, context_window, instruction)
+    return [build(t) for t in texts]
+
+
+async def grade(chat: ChatClient, enc: tiktoken.Encoding, messages: list[Message], settings: PointwiseSettings,
+                logprobs: bool, stats: CallStats) -> float | None:
+    """One document's 0-1 score, or None when its call failed or its answer held no label (counted in `stats`)."""
+    # One token is the answer; without logprobs a little slack lets "2." or " 2" through.
+    request = ChatRequest(messages, max_tokens=1 if logprobs else 3,
+                          top_logprobs=settings.top_logprobs if logprobs else 0)
+    try:
+        reply = await chat.complete(request)
+    except UpstreamError as exc:
+        stats.record_failure(exc)
+        return None
+    stats.record(enc, request, reply)
+    score = score_reply(reply, settings.max_label)
+    if score is None:
+        stats.parse_failures += 1
+    return score
 
 
 async def rank_pointwise(
@@ -104,23 +130,10 @@ async def rank_pointwise(
 ) -> Ranking:
     stats = CallStats()
     limit = asyncio.Semaphore(settings.concurrency)
-    top_logprobs = settings.top_logprobs if logprobs else 0
-    # One token is the answer; without logprobs a little slack lets "2." or " 2" through.
-    max_tokens = 1 if logprobs else 3
 
     async def judge(messages: list[Message]) -> float | None:
-        request = ChatRequest(messages, max_tokens=max_tokens, top_logprobs=top_logprobs)
         async with limit:
-            try:
-                reply = await chat.complete(request)
-            except UpstreamError as exc:
-                stats.record_failure(exc)
-                return None
-        stats.record(enc, request, reply)
-        score = score_reply(reply, settings.max_label)
-        if score is None:
-            stats.parse_failures += 1
-        return score
+            return await grade(chat, enc, messages, settings, logprobs, stats)
 
     # A TaskGroup cancels the siblings if one call raises something that is not
     # a per-document failure (a missing key, say), instead of leaving them running.
@@ -129,10 +142,17 @@ async def rank_pointwise(
             tasks = [group.create_task(judge(m)) for m in conversations]
     except ExceptionGroup as failure:
         raise failure.exceptions[0] from None
-    scores = [task.result() for task in tasks]
-    # Scored documents first by score, then failures; ties keep input order.
+    return scored_ranking([task.result() for task in tasks], stats, cut=stats.cut_calls)
+
+
+def scored_ranking(scores: list[float | None], stats: CallStats, cut: int = 0) -> Ranking:
+    """Scored documents first by score, then the unscored ones (failures, cut calls) in input order.
+
+    Ties keep input order. `cut` documents were never scored because the deadline came.
+    """
     order = sorted(range(len(scores)), key=lambda i: (scores[i] is None, -(scores[i] or 0.0), i))
-    return Ranking(order, [scores[i] if scores[i] is not None else FALLBACK_SCORE for i in order], stats)
+    return Ranking(order, [scores[i] if scores[i] is not None else FALLBACK_SCORE for i in order], stats,
+                   "calibrated", cut)
 
 
 class Pointwise(PromptedStrategy[PointwiseSettings]):

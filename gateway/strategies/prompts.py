@@ -16,11 +16,19 @@ from gateway.config import ConfigError
 
 # The placeholders each template may use. `instruction` is "" unless the
 # client sent one, in which case it is "\nInstruction: <text>".
+_LISTWISE = {"num", "query", "instruction"}
 _REQUIRED = {
-    "listwise": {"system": set(), "prefix": {"num", "query", "instruction"}, "prefix_ack": set(),
-                 "passage": {"id", "text"}, "passage_ack": {"id"}, "suffix": {"num", "query", "instruction"}},
+    # `suffix` asks for a permutation, `first_suffix` for the single best identifier (FIRST).
+    "listwise": {"system": set(), "prefix": _LISTWISE, "passage": {"id", "text"}, "suffix": _LISTWISE,
+                 "first_suffix": _LISTWISE},
     "pointwise": {"system": {"max_label", "scale"}, "user": {"query", "text", "max_label", "instruction"}},
+    "batched": {"system": {"max_label", "scale"}, "passage": {"id", "text"},
+                "user": {"query", "passages", "num", "max_label", "instruction"}},
 }
+# Listwise prompts come in two formats: "single" puts every passage in one user message
+# (RankZephyr's template); "multiturn" gives each passage its own user turn, acknowledged by
+# the assistant (RankGPT's), which needs two more templates.
+FORMATS = {"single": {}, "multiturn": {"prefix_ack": set(), "passage_ack": {"id"}}}
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class Prompt:
     version: str
     templates: dict[str, Template]
     labels: dict[int, str]
+    format: str = ""  # listwise: "single" or "multiturn"
 
     def render(self, part: str, **values: object) -> str:
         return self.templates[part].substitute(values)
@@ -52,8 +61,15 @@ def load_prompt(path: Path) -> Prompt:
     kind = data.get("kind")
     if kind not in _REQUIRED:
         raise ConfigError(f"{path}: kind must be one of {sorted(_REQUIRED)}, got {kind!r}")
+    required = dict(_REQUIRED[kind])
+    form = ""
+    if kind == "listwise":
+        form = data.get("format", "multiturn")
+        if form not in FORMATS:
+            raise ConfigError(f"{path}: format must be one of {sorted(FORMATS)}, got {form!r}")
+        required.update(FORMATS[form])
     templates: dict[str, Template] = {}
-    for part, placeholders in _REQUIRED[kind].items():
+    for part, placeholders in required.items():
         text = data.get(part)
         if not isinstance(text, str):
             raise ConfigError(f"{path}: {part}: missing template")
@@ -66,7 +82,7 @@ def load_prompt(path: Path) -> Prompt:
         templates[part] = template
     labels = {int(k): str(v) for k, v in data.get("labels", {}).items()}
     digest = hashlib.sha256(raw).hexdigest()[:12]
-    return Prompt(path.stem, kind, f"{data.get('version', path.stem)}@{digest}", templates, labels)
+    return Prompt(path.stem, kind, f"{data.get('version', path.stem)}@{digest}", templates, labels, form)
 
 
 def load_prompts(directory: Path) -> dict[str, Prompt]:

@@ -6,6 +6,17 @@ each call it walks the model's fallback chain; on each upstream it makes up to
 connection errors), waiting with full jitter or the upstream's `Retry-After`,
 never past the request's deadline and never beyond the process's retry
 budget. An upstream whose circuit is open is skipped without a call.
+
+Hedging (per model, `hedge_after_seconds`): an attempt that has not answered
+that long after it should have (its expected decode time, max_tokens over the
+model's `output_tokens_per_second`, when known) gets a duplicate on the same
+upstream, then another every `hedge_after_seconds`, up to `max_hedges`, when a
+slot is free at once; the first answer wins and the others are cancelled.
+Hosted models' time to first token is heavy-tailed, and a request that fans out
+waits for its slowest call: hedging cuts that tail for a few extra calls.
+
+A call that the request's deadline cuts (or leaves no time to make) raises
+`CallCut`, so strategies can answer with what finished.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gateway.config import ReliabilitySettings
-from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import CallCut, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest
 from gateway.upstream.resilience import CircuitBreaker, RetryBudget, backoff_delay
 
@@ -33,6 +44,14 @@ class Upstream:
     chat: ChatClient
     breaker: CircuitBreaker
     slots: asyncio.Semaphore
+    hedge_after: float = 0.0  # seconds before a duplicate attempt; 0: no hedging
+    max_hedges: int = 0
+    tokens_per_second: float = 0.0  # decode speed estimate: longer answers get a later hedge
+
+    def hedge_delay(self, request: ChatRequest) -> float:
+        """How long an attempt of `request` may run before it gets a duplicate."""
+        decoding = request.max_tokens / self.tokens_per_second if self.tokens_per_second else 0.0
+        return self.hedge_after + decoding
 
 
 class RequestChat:
@@ -47,6 +66,7 @@ class RequestChat:
         self.deadline = deadline  # time.monotonic()
         self.attempts = 0
         self.retries = 0
+        self.hedges = 0  # duplicate attempts launched
         self.answered_by: Counter[str] = Counter()
 
     def unavailable_reason(self) -> str | None:
@@ -70,7 +90,7 @@ class RequestChat:
                 continue
             self.answered_by[upstream.alias] += 1
             return replace(reply, model=upstream.alias)
-        raise error or UpstreamTimeout("the request's deadline passed before the call could be made")
+        raise error or CallCut("the request's deadline passed before the call could be made")
 
     async def _call(self, upstream: Upstream, request: ChatRequest) -> ChatReply:
         """Attempts on one upstream; the breaker already allowed the first."""
@@ -78,7 +98,7 @@ class RequestChat:
         retry = 0
         while True:
             try:
-                return await self._attempt(upstream, request)
+                return await self._hedged(upstream, request)
             except UpstreamError as exc:
                 delay = self._retry_delay(upstream, exc, retry)
                 if delay is None:
@@ -87,21 +107,55 @@ class RequestChat:
             retry += 1
             await asyncio.sleep(delay)
 
+    async def _hedged(self, upstream: Upstream, request: ChatRequest) -> ChatReply:
+        """One attempt, plus duplicates of it while it is slow; the first answer wins."""
+        if upstream.hedge_after <= 0 or upstream.max_hedges <= 0:
+            return await self._attempt(upstream, request)
+        tasks = [asyncio.ensure_future(self._attempt(upstream, request))]
+        error: BaseException | None = None
+        first_delay, delay = upstream.hedge_delay(request), upstream.hedge_after
+        try:
+            while True:
+                pending = [t for t in tasks if not t.done()]
+                may_hedge = len(tasks) <= upstream.max_hedges
+                wait = (first_delay if len(tasks) == 1 else delay) if may_hedge else None
+                done, _ = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is None:
+                        losers = sum(not t.done() for t in tasks)
+                        return replace(task.result(), hedged_losers=losers)
+                    error = task.exception()
+                if all(t.done() for t in tasks):
+                    assert error is not None
+                    raise error
+                if not done and self._may_hedge(upstream, delay):
+                    self.hedges += 1
+                    tasks.append(asyncio.ensure_future(self._attempt(upstream, request)))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _may_hedge(self, upstream: Upstream, delay: float) -> bool:
+        # Never queue a duplicate behind other calls, never near the deadline, never on a sick upstream.
+        return (not upstream.slots.locked() and upstream.breaker.state == "closed"
+                and time.monotonic() + delay < self.deadline)
+
     async def _attempt(self, upstream: Upstream, request: ChatRequest) -> ChatReply:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             upstream.breaker.release_probe()
-            raise UpstreamTimeout("the request's deadline passed")
+            raise CallCut("the request's deadline passed before the call could be made")
         try:
             await asyncio.wait_for(upstream.slots.acquire(), remaining)
         except TimeoutError:
             upstream.breaker.release_probe()
-            raise UpstreamTimeout(f"no free slot for model {upstream.alias!r} before the deadline") from None
+            raise CallCut(f"no free slot for model {upstream.alias!r} before the request's deadline") from None
         started = time.monotonic()
         try:
             self.attempts += 1
-            # The client caps this at the model's own timeout.
-            reply = await upstream.chat.complete(replace(request, timeout=remaining))
+            # What is left after waiting for the slot; the client caps it at the model's own timeout.
+            reply = await upstream.chat.complete(replace(request, timeout=self.deadline - started))
         except UpstreamError as exc:
             if self.observe:
                 self.observe(upstream.alias, time.monotonic() - started, exc.code if exc.status is None
@@ -112,6 +166,9 @@ class RequestChat:
                 upstream.breaker.record_failure()
             else:
                 upstream.breaker.record_success()
+            # (A timer may fire a hair early: the deadline is "reached" within 5 ms of it.)
+            if isinstance(exc, UpstreamTimeout) and time.monotonic() >= self.deadline - 0.005:
+                raise CallCut(f"the request's deadline cut a call to model {upstream.alias!r}") from exc
             raise
         except BaseException:
             # Cut at the request's deadline, the upstream was too slow: that counts against it.

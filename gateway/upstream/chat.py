@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 Message = dict[str, str]
+# One generated token and its alternatives (most likely first).
+TokenLogprobs = tuple[str, list[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,12 @@ class ChatReply:
     prompt_tokens: int | None = None  # None: the upstream did not report usage
     completion_tokens: int | None = None
     model: str | None = None  # the alias that answered, when a fallback chain was involved
+    # Every generated token with its alternatives (a bounded prefix), for answers that
+    # carry several labels; empty when the model returned no logprobs.
+    token_logprobs: list[TokenLogprobs] = field(default_factory=list)
+    # Duplicate attempts of this call that lost the race to it (hedging) and were cancelled:
+    # the upstream may bill them, so usage counts them as this call's size again.
+    hedged_losers: int = 0
 
 
 class ChatClient(Protocol):

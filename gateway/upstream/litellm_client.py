@@ -14,7 +14,7 @@ import litellm
 
 from gateway.config import ModelSettings
 from gateway.errors import ModelUnavailable, UpstreamError, UpstreamTimeout
-from gateway.upstream.chat import ChatReply, ChatRequest
+from gateway.upstream.chat import ChatReply, ChatRequest, TokenLogprobs
 from gateway.upstream.resilience import parse_retry_after
 
 litellm.suppress_debug_info = True
@@ -164,17 +164,26 @@ def _reply(response: Any) -> ChatReply:
     completion = getattr(usage, "completion_tokens", None)
     if prompt is None:
         completion = None
-    return ChatReply(text, _first_token_logprobs(choice), prompt, completion)
+    tokens = _token_logprobs(choice)
+    return ChatReply(text, tokens[0][1] if tokens else [], prompt, completion, token_logprobs=tokens)
 
 
-def _first_token_logprobs(choice: Any) -> list[tuple[str, float]]:
+# Answers are read from a bounded prefix; so are their logprobs.
+MAX_LOGPROB_TOKENS = 2048
+
+
+def _token_logprobs(choice: Any) -> list[TokenLogprobs]:
+    """Each generated token with its alternatives, most likely first; [] without logprobs."""
     logprobs = _get(choice, "logprobs")
     content = _get(logprobs, "content") if logprobs is not None else None
     if not content:
         return []
-    alternatives = _get(content[0], "top_logprobs") or []
-    pairs = [(str(_get(alt, "token")), float(_get(alt, "logprob"))) for alt in alternatives]
-    return sorted(pairs, key=lambda pair: pair[1], reverse=True)
+    tokens = []
+    for entry in content[:MAX_LOGPROB_TOKENS]:
+        alternatives = _get(entry, "top_logprobs") or []
+        pairs = [(str(_get(alt, "token")), float(_get(alt, "logprob"))) for alt in alternatives]
+        tokens.append((str(_get(entry, "token") or ""), sorted(pairs, key=lambda pair: pair[1], reverse=True)))
+    return tokens
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -50,7 +50,9 @@ class Upstreams:
             old = previous.by_alias.get(alias) if previous else None
             slots = old.slots if old and previous.models[alias].settings.max_concurrency == \
                 runtime.settings.max_concurrency else asyncio.Semaphore(runtime.settings.max_concurrency)
-            self.by_alias[alias] = Upstream(alias, runtime.chat, breaker, slots)
+            self.by_alias[alias] = Upstream(alias, runtime.chat, breaker, slots,
+                                            runtime.settings.hedge_after_seconds, runtime.settings.max_hedges,
+                                            runtime.settings.output_tokens_per_second)
         self.models = models
         self.policy = policy
         self.breakers = breakers

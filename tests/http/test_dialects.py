@@ -102,7 +102,8 @@ def test_instruction_reaches_the_prompt(client: httpx.Client, upstream) -> None:
 def test_max_tokens_per_doc_lowers_the_passage_budget(client: httpx.Client, upstream) -> None:
     long_doc = "capital " * 400
     client.post("/v1/rerank", json={"query": q(), "documents": [long_doc, "France"], "max_tokens_per_doc": 10})
-    passage = next(m["content"] for m in upstream.last_request["messages"] if m["content"].startswith("[1]"))
+    lines = (line for m in upstream.last_request["messages"] for line in m["content"].split("\n"))
+    passage = next(line for line in lines if line.startswith("[1]"))
     assert len(passage.split()) <= 12
 
 

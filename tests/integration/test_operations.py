@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from gateway.ops.auth import hash_key
-from tests.conftest import ALIASES, NO_RETRIES
+from tests.conftest import ALIASES, NO_RETRIES, SLIDING
 from tests.support.faults import Fault
 
 KEY, LIMITED, TOKENS = "key-team-a-123", "key-limited-456", "key-tokens-789"
@@ -23,7 +23,7 @@ keys = [
   {{name = "tokens", sha256 = "{hash_key(TOKENS)}", tokens_per_minute = 100}},
 ]"""
 DOCS = ["Paris is the capital of France.", "Bananas are yellow."]
-SLOW = [*ALIASES, ("slowpoke", "slowpoke", "listwise", "")]
+SLOW = [*ALIASES, ("slowpoke", "slowpoke", "sliding", SLIDING)]
 
 
 def rerank(gateway, key: str | None = None, model: str = "judge", **body: object) -> httpx.Response:  # noqa: ANN001

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import GatewayProcess, free_port, write_config
+from tests.conftest import SLIDING, GatewayProcess, free_port, write_config
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.faults import Fault, ResetServer
 
@@ -38,17 +38,17 @@ def resets() -> Iterator[ResetServer]:
 def reliable(upstream: FakeUpstream, resets: ResetServer, tmp_path_factory) -> Iterator[httpx.Client]:
     closed = free_port()  # nothing listens here: connection refused
     aliases = [
-        ("flaky", "flaky", "listwise", ""),
+        ("flaky", "flaky", "sliding", SLIDING),
         ("flaky-pointwise", "flaky-pw", "pointwise", ""),
-        ("exhausted", "exhausted", "listwise", ""),
-        ("primary", "primary", "listwise", 'fallbacks = ["backup"]'),
-        ("backup", "backup", "listwise", ""),
-        ("breaker", "breaker", "listwise", ""),
-        ("hanging", "hanging", "listwise", ""),
+        ("exhausted", "exhausted", "sliding", SLIDING),
+        ("primary", "primary", "sliding", 'fallbacks = ["backup"]' + "\n" + SLIDING),
+        ("backup", "backup", "sliding", SLIDING),
+        ("breaker", "breaker", "sliding", SLIDING),
+        ("hanging", "hanging", "sliding", SLIDING),
         ("narrow", "narrow", "pointwise", "max_concurrency = 2"),
-        ("refused", "refused", "listwise", f'api_base = "http://127.0.0.1:{closed}/v1"'),
-        ("reset", "reset", "listwise", f'api_base = "http://127.0.0.1:{resets.port}/v1"'),
-        ("judge", "judge", "listwise", ""),
+        ("refused", "refused", "sliding", f'api_base = "http://127.0.0.1:{closed}/v1"' + "\n" + SLIDING),
+        ("reset", "reset", "sliding", f'api_base = "http://127.0.0.1:{resets.port}/v1"' + "\n" + SLIDING),
+        ("judge", "judge", "sliding", SLIDING),
     ]
     tmp = tmp_path_factory.mktemp("reliable")
     config = write_config(tmp / "config.toml", upstream.port, RELIABILITY, aliases)  # type: ignore[attr-defined]

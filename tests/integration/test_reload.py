@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.ops.auth import hash_key
-from tests.conftest import ALIASES, NO_RETRIES, ROOT, write_config
+from tests.conftest import ALIASES, NO_RETRIES, ROOT, SLIDING, write_config
 from tests.support.faults import Fault
 
 ADMIN = "admin-secret-for-tests"
@@ -116,7 +116,7 @@ def test_file_watching_reloads_after_an_editor_replaces_the_file(start_gateway, 
 
 
 def test_an_in_flight_request_finishes_on_the_config_it_started_with(start_gateway, upstream) -> None:
-    aliases = [*ALIASES, ("slowpoke", "slowpoke", "listwise", "")]
+    aliases = [*ALIASES, ("slowpoke", "slowpoke", "sliding", SLIDING)]
     gateway = start_gateway(BASE, aliases)
     upstream.faults.always("slowpoke", Fault.delay(1.5))
     results: dict[str, httpx.Response] = {}

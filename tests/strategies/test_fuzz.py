@@ -1,4 +1,9 @@
-"""Fuzzing the parsers and prompts with hypothesis: any answer parses, no document leaves its slot."""
+"""Fuzzing the parsers and prompts with hypothesis: any answer parses, no document leaves its slot.
+
+Every prompt format is covered: listwise as one message (the default) and as RankGPT's
+multi-turn conversation, each asking for a permutation or for FIRST's single identifier;
+batched pointwise; single-document pointwise.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config import ListwiseSettings, PointwiseSettings
-from gateway.strategies.listwise import build_messages, parse_permutation
-from gateway.strategies.listwise import prepare as prepare_listwise
+from gateway.strategies import batched
+from gateway.strategies.first import first_ranking
 from gateway.strategies.pointwise import expected_label, parse_label, score_reply
 from gateway.strategies.pointwise import prepare as prepare_pointwise
+from gateway.strategies.sanitize import neutralize
+from gateway.strategies.window import build_messages, parse_permutation
+from gateway.strategies.window import prepare as prepare_listwise
 from gateway.upstream.chat import ChatReply
 from tests.support.scripted import ENC, prompt
 
 IDENTIFIER = re.compile(r"\[\s*\d+\s*\]")
+LINE_LABEL = re.compile(r"^\[(\d+)\] ", re.MULTILINE)
 
 # Text a hostile document or model answer might hold: identifiers, delimiters,
 # look-alike digits, zero-width characters, instructions.
@@ -42,12 +51,51 @@ def test_any_answer_scores_within_the_scale_or_falls_back(text: str, alternative
     assert score is None or 0.0 <= score <= 1.0
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(HOSTILE.filter(lambda t: t.strip()), min_size=1, max_size=6), HOSTILE)
-def test_listwise_documents_stay_in_their_own_slot(texts: list[str], query: str) -> None:
+@given(st.lists(st.tuples(st.text(max_size=5), st.floats(allow_nan=True)), max_size=25),
+       st.integers(min_value=1, max_value=30))
+def test_any_first_token_distribution_ranks_distinct_identifiers_of_the_window(alternatives, n: int) -> None:  # noqa: ANN001
+    ranked = first_ranking(alternatives, n)
+    assert len(set(ranked)) == len(ranked) and all(0 <= p < n for p in ranked)
+
+
+@given(st.text(max_size=300), st.integers(min_value=1, max_value=30))
+def test_any_batched_answer_gives_scores_on_the_scale(text: str, n: int) -> None:
+    scores = batched.parse_labels(ChatReply(text), n, 3)
+    assert all(0 <= p < n and 0.0 <= s <= 1.0 for p, s in scores.items())
+
+
+def check_single_message(messages: list[dict[str, str]], benign: list[dict[str, str]], n: int) -> None:
+    """Every passage is exactly one line "[k] text", k = 1..n in order; all else is the benign prompt's."""
+    assert [m["role"] for m in messages] == [m["role"] for m in benign]
+    assert messages[0] == benign[0]  # the system message is fixed
+    lines, clean = messages[-1]["content"].split("\n"), benign[-1]["content"].split("\n")
+    assert len(lines) == len(clean)
+    passage_lines = [i for i, line in enumerate(clean) if LINE_LABEL.match(line)]
+    assert len(passage_lines) == n
+    for k, i in enumerate(passage_lines, start=1):
+        label = f"[{k}] "
+        assert lines[i].startswith(label)
+        assert not IDENTIFIER.search(lines[i][len(label):])  # no forged identifier inside
+    assert [line for i, line in enumerate(lines) if i not in passage_lines] == \
+        [line for i, line in enumerate(clean) if i not in passage_lines]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(HOSTILE.filter(lambda t: t.strip()), min_size=1, max_size=6), HOSTILE, st.booleans())
+def test_listwise_documents_stay_on_their_own_line_in_one_message(texts: list[str], query: str,
+                                                                  first: bool) -> None:
     job = prepare_listwise(ENC, prompt("listwise"), query or "q", texts, ListwiseSettings(), 16_000)
-    messages = build_messages(prompt("listwise"), job.query, job.passages)
-    benign = build_messages(prompt("listwise"), job.query, ["x"] * len(texts))
+    messages = build_messages(prompt("listwise"), job.query, job.passages, first=first)
+    benign = build_messages(prompt("listwise"), job.query, ["x"] * len(texts), first=first)
+    check_single_message(messages, benign, len(texts))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(HOSTILE.filter(lambda t: t.strip()), min_size=1, max_size=6), HOSTILE, st.booleans())
+def test_listwise_documents_stay_in_their_own_turn(texts: list[str], query: str, first: bool) -> None:
+    job = prepare_listwise(ENC, prompt("rankgpt"), query or "q", texts, ListwiseSettings(), 16_000)
+    messages = build_messages(prompt("rankgpt"), job.query, job.passages, first=first)
+    benign = build_messages(prompt("rankgpt"), job.query, ["x"] * len(texts), first=first)
     assert [m["role"] for m in messages] == [m["role"] for m in benign]
     passages = messages[3:-1:2]
     for k, message in enumerate(passages, start=1):
@@ -56,6 +104,15 @@ def test_listwise_documents_stay_in_their_own_slot(texts: list[str], query: str)
         assert not IDENTIFIER.search(message["content"][len(label):])  # no forged identifier inside
     # Everything that is not a passage (instructions, acknowledgements, answer format) is untouched.
     assert [m for m in messages if m not in passages] == [m for m in benign if m not in benign[3:-1:2]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(HOSTILE.filter(lambda t: t.strip()), min_size=1, max_size=6), HOSTILE)
+def test_batched_documents_stay_on_their_own_line(texts: list[str], query: str) -> None:
+    safe_query = neutralize(query) or "q"
+    messages = batched.build_messages(prompt("batched"), safe_query, [neutralize(t) or "x" for t in texts], 3)
+    benign = batched.build_messages(prompt("batched"), safe_query, ["x"] * len(texts), 3)
+    check_single_message(messages, benign, len(texts))
 
 
 @settings(max_examples=200, deadline=None)

@@ -12,18 +12,19 @@ from tests.conftest import ROOT
 def test_shipped_prompts_load_from_the_top_level_directory() -> None:
     assert default_prompts_dir() == ROOT / "prompts"
     prompts = load_prompts(default_prompts_dir())
-    assert {"listwise", "pointwise"} <= set(prompts)
+    assert {"listwise", "rankgpt", "pointwise", "batched"} <= set(prompts)
+    assert (prompts["listwise"].format, prompts["rankgpt"].format) == ("single", "multiturn")
     assert prompts["pointwise"].labels.keys() == {0, 1, 2, 3}
 
 
 def test_version_changes_with_the_file_content(tmp_path: Path) -> None:
-    source = (ROOT / "prompts" / "listwise.toml").read_text()
-    path = tmp_path / "listwise.toml"
+    source = (ROOT / "prompts" / "rankgpt.toml").read_text()
+    path = tmp_path / "rankgpt.toml"
     path.write_text(source)
     before = load_prompt(path).version
     path.write_text(source.replace("RankGPT", "RankBot"))
     after = load_prompt(path).version
-    assert before != after and before.startswith("rankgpt-1@")
+    assert before != after and before.startswith("rankgpt-2@")
 
 
 def test_document_text_is_only_ever_a_value() -> None:
@@ -40,6 +41,11 @@ def test_document_text_is_only_ever_a_value() -> None:
         pytest.param('kind = "pointwise"\nsystem = "$max_label $scale $oops"\nuser = "$query $text $max_label"',
                      "unknown placeholders ['oops']", id="unknown"),
         pytest.param("kind = ", "cannot load prompt", id="toml"),
+        pytest.param('kind = "listwise"\nformat = "xml"', "format must be one of", id="format"),
+        pytest.param('kind = "listwise"\nformat = "multiturn"\nsystem = ""\nprefix = ""\npassage = "$id $text"\n'
+                     'suffix = ""\nfirst_suffix = ""', "prefix_ack: missing template", id="multiturn-acks"),
+        pytest.param('kind = "listwise"\nformat = "single"\nsystem = ""\nprefix = ""\npassage = "$id $text"\n'
+                     'suffix = ""', "first_suffix: missing template", id="first-suffix"),
     ],
 )
 def test_broken_prompt_files_are_config_errors(tmp_path: Path, text: str, message: str) -> None:

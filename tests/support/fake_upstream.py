@@ -14,6 +14,7 @@ What it answers depends on the requested model name:
     fail401          HTTP 401 whose message quotes an API key
     partial          pointwise: HTTP 500 for passages containing "FAIL", judge otherwise
     slow             sleeps 5 s before answering like judge
+    sluggish         sleeps 5 s before answering a prompt that holds "SLOW", answers like judge otherwise
 
 Any model answers like judge unless `faults` (tests/support/faults.py) says otherwise.
 
@@ -41,7 +42,9 @@ from gateway.strategies.sanitize import neutralize
 from tests.support.faults import Fault, FaultPlan
 
 _PASSAGE = re.compile(r"^\[(\d+)\] (.*)$", re.DOTALL)
-_LISTWISE_QUERY = re.compile(r"relevance to query: (.*)\.\s*$", re.DOTALL)
+_PASSAGE_LINE = re.compile(r"^\[(\d+)\] (.+)$", re.MULTILINE)
+_LISTWISE_QUERY = re.compile(r"relevance to (?:the search )?query: (.*)\.\s*$", re.MULTILINE)
+_BATCH_QUERY = re.compile(r"^Query: (.*?)(?:\nInstruction: .*?)?$", re.MULTILINE)
 _POINTWISE = re.compile(r"Query: (.*?)(?:\nInstruction: .*?)?\n\n<passage>\n(.*)\n</passage>", re.DOTALL)
 
 
@@ -126,6 +129,8 @@ class FakeUpstream:
         self.last_headers = dict(request.headers)
         self.faults.enter(model)
         try:
+            if model == "sluggish" and any("SLOW" in str(m.get("content")) for m in body["messages"]):
+                await asyncio.sleep(5)
             fault = self.faults.next(model)
             if fault is not None:
                 response = await self._inject(request, model, fault)
@@ -157,14 +162,19 @@ class FakeUpstream:
 
     def _answer(self, model: str, body: dict[str, Any]) -> Response:
         messages = body["messages"]
-        listwise = [m for m in messages if m["role"] == "user" and _PASSAGE.match(m["content"])]
+        passages = _passages(messages)
         if model == "fail500":
             return _error(500, "upstream exploded", "server_error")
         if model == "fail401":
             return _error(401, "Incorrect API key provided: sk-test-abcdef123456. Check your key.",
                           "invalid_request_error")
-        if listwise:
-            text = self._rank(model, messages, listwise)
+        instructions = messages[-1]["content"]
+        if passages and "one line per passage" in instructions:
+            return JSONResponse(self._batch(model, body, passages))
+        if passages and "most relevant passage" in instructions:
+            return JSONResponse(self._first(model, body, passages))
+        if passages:
+            text = self._rank(model, messages, passages)
             grade = None
         else:
             match = _POINTWISE.search(messages[-1]["content"])
@@ -179,13 +189,53 @@ class FakeUpstream:
                 text, grade = "I cannot help with that.", None
         return JSONResponse(_completion(body, text, grade, usage=model != "judge-nousage"))
 
-    def _rank(self, model: str, messages: list[dict[str, str]], passages: list[dict[str, str]]) -> str:
+    def _grades(self, messages: list[dict[str, str]], passages: list[tuple[int, str]]) -> list[int]:
+        text = "\n".join(m["content"] for m in messages if m["role"] == "user")
+        match = _LISTWISE_QUERY.search(text) or _BATCH_QUERY.search(text)
+        query = match.group(1) if match else ""
+        return [self.judge.grade(query, passage) for _, passage in passages]
+
+    def _first(self, model: str, body: dict[str, Any], passages: list[tuple[int, str]]) -> dict[str, Any]:
+        """FIRST: the best identifier, with a distribution over identifiers as the first token's alternatives."""
+        grades = self._grades(body["messages"], passages)
+        if model == "reverse":
+            grades = [-i for i in range(len(passages))]
+        pairs = enumerate(zip(passages, grades, strict=True))
+        weights = {str(i): math.exp(2 * g - 0.01 * k) for k, ((i, _), g) in pairs}
+        total = sum(weights.values())
+        top = sorted(weights.items(), key=lambda kv: -kv[1])
+        text = "I cannot help with that." if model == "garbage" else top[0][0]
+        result = _completion(body, text, None, usage=model != "judge-nousage")
+        if body.get("logprobs") and model != "garbage":
+            k = max(int(body.get("top_logprobs") or 0), 1)
+            alts = [{"token": t, "logprob": math.log(w / total), "bytes": list(t.encode())} for t, w in top[:k]]
+            result["choices"][0]["logprobs"] = {"content": [
+                {"token": text, "logprob": alts[0]["logprob"], "bytes": list(text.encode()), "top_logprobs": alts}]}
+        return result
+
+    def _batch(self, model: str, body: dict[str, Any], passages: list[tuple[int, str]]) -> dict[str, Any]:
+        """Batched pointwise: one "[id] grade" line per passage, each label token with its alternatives."""
+        grades = self._grades(body["messages"], passages)
+        tokens: list[dict[str, Any]] = []
+        for (ident, _), grade in zip(passages, grades, strict=True):
+            for piece in ("[", str(ident), "]"):
+                tokens.append({"token": piece, "logprob": 0.0, "bytes": list(piece.encode()), "top_logprobs": []})
+            label = _token_logprobs(str(grade), grade, int(body.get("top_logprobs") or 0))
+            label["top_logprobs"] = [{**alt, "token": " " + alt["token"]} for alt in label["top_logprobs"]]
+            tokens.append({**label, "token": f" {grade}"})
+            tokens.append({"token": "\n", "logprob": 0.0, "bytes": [10], "top_logprobs": []})
+        text = "".join(t["token"] for t in tokens).rstrip("\n")
+        result = _completion(body, text, None, usage=model != "judge-nousage")
+        if body.get("logprobs"):
+            result["choices"][0]["logprobs"] = {"content": tokens[:-1]}
+        return result
+
+    def _rank(self, model: str, messages: list[dict[str, str]], passages: list[tuple[int, str]]) -> str:
         if model == "garbage":
             return "I cannot help with that."
-        ids = [(int(m.group(1)), m.group(2)) for m in (_PASSAGE.match(p["content"]) for p in passages) if m]
-        match = _LISTWISE_QUERY.search(messages[1]["content"])
-        query = match.group(1) if match else ""
-        ranked = [i for i, _ in sorted(ids, key=lambda pair: -self.judge.grade(query, pair[1]))]
+        ids = passages
+        grades = dict(zip((i for i, _ in ids), self._grades(messages, ids), strict=True))
+        ranked = [i for i, _ in sorted(ids, key=lambda pair: -grades[pair[0]])]
         if model == "reverse":
             ranked = [i for i, _ in reversed(ids)]
         answer = " > ".join(f"[{i}]" for i in ranked)
@@ -193,6 +243,18 @@ class FakeUpstream:
             # Duplicates, an out-of-range id and prose around the answer.
             answer = f"Sure! Ranking of the passages: {answer} > [{ranked[0]}] > [{len(ids) + 5}]. Hope it helps."
         return answer
+
+
+def _passages(messages: list[dict[str, str]]) -> list[tuple[int, str]]:
+    """A window's passages: user turns of their own ("[n] text"), or "[n] text" lines of one user message."""
+    turns = [m for m in messages if m["role"] == "user" and _PASSAGE.match(m["content"])]
+    if turns:
+        return [(int(m.group(1)), m.group(2)) for m in (_PASSAGE.match(t["content"]) for t in turns) if m]
+    found: list[tuple[int, str]] = []
+    for message in messages:
+        if message["role"] == "user":
+            found += [(int(m.group(1)), m.group(2)) for m in _PASSAGE_LINE.finditer(message["content"])]
+    return found
 
 
 def _completion(body: dict[str, Any], text: str, grade: int | None, usage: bool) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""The listwise window: its prompt in both formats, and the parser of its answer.
+
+A window is a list of passages labelled `[1]..[n]`. The prompt file decides the
+format: "single" puts every passage in one user message (RankZephyr), "multiturn"
+gives each its own user turn (RankGPT). Either asks for a permutation
+(`suffix`) or, for single-token ranking, for the best identifier alone
+(`first_suffix`). Pure functions: ranking a window is `rankers.py`'s job, laying
+windows over the list the strategies' (`sliding.py`, `tdpart.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import tiktoken
+
+from gateway.config import ListwiseSettings
+from gateway.strategies.base import clean_answer
+from gateway.strategies.prompts import Prompt
+from gateway.strategies.sanitize import instruction_line, neutralize
+from gateway.strategies.tokens import count_messages, truncate
+from gateway.upstream.chat import Message
+
+_BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
+_NUMBER = re.compile(r"\d+")
+# "[12] > " costs about 4 tokens in cl100k/o200k; the rest is slack for spacing.
+_TOKENS_PER_ID = 5
+_MIN_PASSAGE_TOKENS = 16
+# A passage that sanitizing left empty still needs a visible slot.
+EMPTY_PASSAGE = "(empty passage)"
+
+
+@dataclass(frozen=True)
+class ListwiseJob:
+    query: str
+    passages: list[str]  # already neutralized and truncated
+    instruction: str = ""
+
+
+def build_messages(prompt: Prompt, query: str, passages: list[str], instruction: str = "",
+                   first: bool = False) -> list[Message]:
+    """One window's conversation; `first` asks for the single most relevant identifier instead of a ranking."""
+    num = len(passages)
+    head = prompt.render("prefix", num=num, query=query, instruction=instruction)
+    tail = prompt.render("first_suffix" if first else "suffix", num=num, query=query, instruction=instruction)
+    system: Message = {"role": "system", "content": prompt.render("system")}
+    if prompt.format == "multiturn":
+        messages = [system, {"role": "user", "content": head},
+                    {"role": "assistant", "content": prompt.render("prefix_ack")}]
+        for i, text in enumerate(passages, start=1):
+            messages.append({"role": "user", "content": prompt.render("passage", id=i, text=text)})
+            messages.append({"role": "assistant", "content": prompt.render("passage_ack", id=i)})
+        messages.append({"role": "user", "content": tail})
+        return messages
+    lines = "\n".join(prompt.render("passage", id=i, text=text) for i, text in enumerate(passages, start=1))
+    return [system, {"role": "user", "content": f"{head}\n\n{lines}\n\n{tail}"}]
+
+
+def parse_ranking(text: str, n: int) -> list[int]:
+    """The 0-based positions an answer such as "[2] > [3] > [1]" names, in its order.
+
+    Duplicates and out-of-range identifiers are dropped; bare numbers count when
+    there is no bracketed identifier at all.
+    """
+    answer = clean_answer(text)
+    found = _BRACKETED.findall(answer) or _NUMBER.findall(answer)
+    seen: dict[int, None] = {}
+    for token in found:
+        if len(token) > 6:  # a digit run this long is no identifier (and int() on it is costly)
+            continue
+        position = int(token) - 1
+        if 0 <= position < n:
+            seen.setdefault(position, None)
+    return list(seen)
+
+
+def parse_permutation(text: str, n: int) -> tuple[list[int], bool]:
+    """A full permutation of range(n) from an answer: the named positions, then the rest in input order.
+
+    The flag says whether the answer held at least one usable identifier; when it
+    is False the result is the input order.
+    """
+    named = parse_ranking(text, n)
+    taken = set(named)
+    return named + [i for i in range(n) if i not in taken], bool(named)
+
+
+def is_acknowledgement(prompt: Prompt, answer: str) -> bool:
+    """Whether `answer` is one of the prompt's own "Received passage [n]." turns, echoed."""
+    if "passage_ack" not in prompt.templates:
+        return False
+    pattern = re.escape(prompt.render("passage_ack", id="987654321")).replace("987654321", r"\d+")
+    return re.fullmatch(pattern, answer.strip()) is not None
+
+
+def output_tokens(ids: int) -> int:
+    """max_tokens for a permutation naming `ids` identifiers."""
+    return _TOKENS_PER_ID * ids + 10
+
+
+def passage_budget(
+    enc: tiktoken.Encoding, prompt: Prompt, query: str, settings: ListwiseSettings, context_window: int,
+    instruction: str = "", largest: int | None = None,
+) -> int:
+    """Tokens each passage may use so the largest window a strategy sends (`largest`, else
+    `settings.window`) fits the model's context."""
+    window = largest or settings.window
+    skeleton = count_messages(enc, build_messages(prompt, query, [""] * window, instruction))
+    room = context_window - skeleton - output_tokens(settings.window)
+    # The floor keeps passages readable in a tiny context; a lower configured or
+    # client-requested budget still wins.
+    return min(settings.max_passage_tokens, max(_MIN_PASSAGE_TOKENS, room // window))
+
+
+def prepare(
+    enc: tiktoken.Encoding, prompt: Prompt, query: str, texts: list[str],
+    settings: ListwiseSettings, context_window: int, instruction: str | None = None, largest: int | None = None,
+) -> ListwiseJob:
+    query = truncate(enc, neutralize(query), context_window // 4)
+    extra = instruction_line(enc, instruction, context_window)
+    budget = passage_budget(enc, prompt, query, settings, context_window, extra, largest)
+    passages = [truncate(enc, neutralize(t), budget) or EMPTY_PASSAGE for t in texts]
+    return ListwiseJob(query, passages, extra)

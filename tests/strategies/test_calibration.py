@@ -1,0 +1,59 @@
+"""Calibration: pointwise grades fitted monotone to a listwise order."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.strategies.calibration import calibrated_scores, isotonic_non_increasing
+
+GRADE = st.floats(min_value=0, max_value=1, allow_nan=False)
+
+
+def test_pool_adjacent_violators() -> None:
+    assert isotonic_non_increasing([0.9, 0.5, 0.7, 0.1]) == pytest.approx([0.9, 0.6, 0.6, 0.1])
+    assert isotonic_non_increasing([0.1, 0.2, 0.3]) == pytest.approx([0.2, 0.2, 0.2])
+    assert isotonic_non_increasing([0.3, 0.2, 0.1]) == [0.3, 0.2, 0.1]
+    assert isotonic_non_increasing([]) == []
+
+
+def test_weights_pull_the_pooled_value() -> None:
+    assert isotonic_non_increasing([0.2, 0.8], [3, 1]) == pytest.approx([0.35, 0.35])
+
+
+@given(st.lists(GRADE, max_size=30))
+def test_the_fit_never_increases_and_keeps_the_mean(values: list[float]) -> None:
+    fitted = isotonic_non_increasing(values)
+    assert all(a >= b - 1e-12 for a, b in zip(fitted, fitted[1:], strict=False))
+    if values:
+        assert sum(fitted) == pytest.approx(sum(values))
+
+
+@given(st.lists(st.one_of(GRADE, st.none()), min_size=1, max_size=25), st.integers(min_value=0, max_value=80))
+def test_scores_are_monotone_in_range_and_the_tail_stays_below_the_head(grades: list[float | None],
+                                                                        extra: int) -> None:
+    n = len(grades) + extra
+    scores = calibrated_scores(n, grades)
+    if all(g is None for g in grades):
+        assert scores is None
+        return
+    assert scores is not None and len(scores) == n
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert all(a >= b - 1e-12 for a, b in zip(scores, scores[1:], strict=False))
+    k = len(grades)
+    assert all(s <= scores[k - 1] for s in scores[k:])
+
+
+def test_grades_that_agree_with_the_order_are_kept() -> None:
+    assert calibrated_scores(3, [0.9, 0.6, 0.1]) == pytest.approx([0.9, 0.6, 0.1])
+
+
+def test_an_ungraded_document_lies_between_its_graded_neighbours() -> None:
+    assert calibrated_scores(4, [0.9, None, 0.5, None]) == pytest.approx([0.9, 0.7, 0.5, 0.5])
+
+
+def test_documents_below_the_graded_top_decay_from_the_last_graded_score() -> None:
+    scores = calibrated_scores(6, [0.8, 0.6])
+    assert scores[:2] == pytest.approx([0.8, 0.6])
+    assert scores[2:] == pytest.approx([0.6 * 4 / 5, 0.6 * 3 / 5, 0.6 * 2 / 5, 0.6 / 5])
