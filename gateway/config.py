@@ -122,6 +122,7 @@ class BatchedSettings(_Section):
     batch_size: int = Field(5, ge=1, le=50)
     max_passage_tokens: int = Field(300, gt=0)
     prompt: str = "batched"
+    consistency: int = Field(1, ge=1, le=10)  # m > 1: m passes with shuffled batches, scores averaged
 
 
 class ModelSettings(_Section):

@@ -19,6 +19,13 @@ def test_no_file_means_embedded_defaults() -> None:
     assert settings.limits.max_documents == 100
 
 
+def test_the_default_model_ranks_in_one_round_with_hedged_calls() -> None:
+    """The choice docs/strategies.md measures: batched pointwise, calibrated, inside a 5 s client timeout."""
+    model = load_settings(None).models["gpt-4-turbo-preview"]
+    assert model.mode == "batched" and model.hedge_after_seconds > 0 and model.output_tokens_per_second > 0
+    assert load_settings(None).reliability.on_deadline == "partial"
+
+
 def test_shipped_config_spells_out_the_embedded_defaults() -> None:
     assert load_settings(ROOT / "config.toml") == Settings()
 
@@ -40,6 +47,9 @@ def test_openai_environment_variables_are_honoured(monkeypatch: pytest.MonkeyPat
         pytest.param("[server]\nprot = 1", "server.prot: Extra inputs are not permitted", id="typo"),
         pytest.param('[models.x]\nmode = "listwise"', "models.x.litellm_model: Field required", id="model"),
         pytest.param("[pointwise]\nconcurrency = 0", "pointwise.concurrency", id="bound"),
+        pytest.param('[models.x]\nlitellm_model = "openai/x"\nmode = "fastest"', "models.x.mode", id="mode"),
+        pytest.param('[reliability]\non_deadline = "retry"', "reliability.on_deadline", id="on-deadline"),
+        pytest.param("[listwise]\nconsistency = 0", "listwise.consistency", id="consistency"),
     ],
 )
 def test_bad_files_are_rejected_with_file_key_and_reason(tmp_path: Path, text: str, message: str) -> None:

@@ -10,6 +10,10 @@ per document.
 Documents are dealt to batches round robin (document i to batch i mod B), so
 every batch holds a mix of the caller's ranks instead of one batch of all the
 best. A document a batch's answer leaves out is graded alone, once.
+
+`consistency = m` deals the documents m times, the later passes shuffled, all in
+the same round, and averages each document's m scores: a judgement that one
+prompt got wrong weighs 1/m.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 from gateway.config import BatchedSettings, ConfigError, PointwiseSettings
 from gateway.errors import UpstreamError
 from gateway.strategies.base import CallStats, Ranking, RankTask, clean_answer, with_budget
+from gateway.strategies.consistency import shuffles
 from gateway.strategies.pointwise import check_labels, conversation_builder, expected_label, grade, scored_ranking
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import instruction_line, neutralize
@@ -117,9 +122,8 @@ class BatchedPointwise:
         budget = min(settings.max_passage_tokens, max(16, room // size))
         passages = [truncate(enc, neutralize(t), budget) or EMPTY_PASSAGE for t in texts]
         stats = CallStats()
-        scores: list[float | None] = [None] * len(texts)
+        judged: list[list[float]] = [[] for _ in texts]
         limit = asyncio.Semaphore(self.pointwise.concurrency)
-        left_out: list[int] = []
 
         async def judge(batch: list[int]) -> None:
             messages = build_messages(self.prompt, query, [passages[i] for i in batch], max_label, extra)
@@ -137,12 +141,15 @@ class BatchedPointwise:
                 stats.parse_failures += 1
             for position, doc in enumerate(batch):
                 if position in found:
-                    scores[doc] = found[position]
-                else:
-                    left_out.append(doc)
+                    judged[doc].append(found[position])
 
-        await asyncio.gather(*(judge(b) for b in batches(len(texts), size)))
-        if left_out:
+        # Pass 1 deals documents in the caller's order; further passes shuffle them (seeded), so
+        # each document meets other neighbours at another place, and its scores are averaged.
+        passes = shuffles(range(len(texts)), settings.consistency)
+        await asyncio.gather(*(judge([order[i] for i in b]) for order in passes for b in batches(len(texts), size)))
+        scores: list[float | None] = [sum(s) / len(s) if s else None for s in judged]
+        left_out = [doc for doc, s in enumerate(scores) if s is None]
+        if left_out and not stats.cut_calls:
             build = conversation_builder(enc, self.single, task.query, self.pointwise, task.context_window,
                                          task.instruction)
 

@@ -180,9 +180,14 @@ def _token_logprobs(choice: Any) -> list[TokenLogprobs]:
         return []
     tokens = []
     for entry in content[:MAX_LOGPROB_TOKENS]:
-        alternatives = _get(entry, "top_logprobs") or []
-        pairs = [(str(_get(alt, "token")), float(_get(alt, "logprob"))) for alt in alternatives]
-        tokens.append((str(_get(entry, "token") or ""), sorted(pairs, key=lambda pair: pair[1], reverse=True)))
+        if isinstance(entry, dict):
+            token, alternatives = entry.get("token"), entry.get("top_logprobs") or []
+            pairs = [(str(a.get("token")), float(a.get("logprob"))) for a in alternatives]
+        else:  # LiteLLM's objects: plain attribute reads (this runs for every generated token)
+            token, alternatives = entry.token, entry.top_logprobs or []
+            pairs = [(str(a.token), float(a.logprob)) for a in alternatives]
+        pairs.sort(key=lambda pair: pair[1], reverse=True)
+        tokens.append((str(token or ""), pairs))
     return tokens
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -9,8 +10,9 @@ import httpx
 import pytest
 
 from bench.counters import metric_samples
-from tests.conftest import NO_RETRIES
+from tests.conftest import ALIASES, NO_RETRIES
 from tests.integration.test_http_api import DOCS, check_contract
+from tests.support.faults import Fault
 
 RELEVANT = {1, 2}  # DOCS about the capital of France
 
@@ -98,3 +100,17 @@ def test_on_deadline_error_answers_504_instead_of_a_partial_answer(start_gateway
         response = rerank(client, model="sluggish", documents=[*DOCS, SLOW_DOC], timeout=1.5)
     assert response.status_code == 504 and response.json()["error"]["code"] == "deadline_exceeded"
     assert "the deadline cut 1 LLM call(s)" in response.json()["error"]["message"]
+
+
+def test_a_slow_call_is_hedged_and_its_duplicate_billed(start_gateway, upstream) -> None:
+    hedging = ("hedged", "hedged", "sliding", "logprobs = false\nhedge_after_seconds = 0.2\nmax_hedges = 1")
+    gateway = start_gateway(aliases=[*ALIASES, hedging])
+    upstream.faults.queue("hedged", Fault.hang(20))  # the first attempt hangs; its duplicate answers
+    with httpx.Client(base_url=gateway.url, timeout=30) as client:
+        started = time.monotonic()
+        body = check_contract(rerank(client, model="hedged"), len(DOCS))
+        took = time.monotonic() - started
+        alone = check_contract(rerank(client, model="hedged"), len(DOCS))
+    assert took < 10 and body.meta.hedges == 1 and body.meta.llm_calls == 1
+    assert body.meta.upstream_attempts == 2 and alone.meta.hedges == 0
+    assert body.usage.prompt_tokens == 2 * alone.usage.prompt_tokens  # the cancelled duplicate, as estimated

@@ -96,3 +96,24 @@ async def test_cut_batches_leave_their_documents_unscored_below() -> None:
 def test_labels_must_match_the_scale() -> None:
     with pytest.raises(ConfigError, match="needs 0..4"):
         BatchedPointwise(BatchedSettings(), PointwiseSettings(max_label=4), prompt("batched"), prompt("pointwise"))
+
+
+@pytest.mark.anyio
+async def test_consistency_deals_the_documents_m_times_in_one_round_and_averages() -> None:
+    wrong_once = {"count": 0}
+
+    def grade(text: str) -> float:
+        if text == "doc 0" and wrong_once["count"] == 0:  # one pass calls the worst document perfect
+            wrong_once["count"] += 1
+            return 3
+        return number_in(text) / 3
+
+    model = Model(grade, delay=0.02)
+    strategy = BatchedPointwise(BatchedSettings(batch_size=2, consistency=3), PointwiseSettings(),
+                                prompt("batched"), prompt("pointwise"))
+    ranking = await strategy.rank(model.client(), task([f"doc {i}" for i in range(10)]))
+    assert len(model.calls) == 3 * 5 and model.rounds() == 1
+    assert len({tuple(window_passages(c.request)) for c in model.calls}) > 5  # other neighbours each pass
+    scores = dict(zip(ranking.order, ranking.scores, strict=True))
+    assert scores[0] == pytest.approx(1 / 3, abs=0.02)  # its one wrong judgement (3 of 3) weighs a third
+    assert ranking.order[0] != 0
