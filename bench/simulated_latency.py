@@ -34,7 +34,8 @@ from typing import Any
 from bench import cli, harness, report
 from bench.trec import DATA_DIR, load_queries
 from gateway.config import ListwiseSettings, PointwiseSettings
-from gateway.strategies import listwise, pointwise
+from gateway.strategies import pointwise
+from gateway.strategies import window as listwise_window
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
 from gateway.strategies.tokens import count_messages, get_encoding
 from simulator.speed import PRESETS, Speed
@@ -58,11 +59,11 @@ def cases(speed: Speed, fan_out: int) -> list[Case]:
         query, texts = q.query, [c.text for c in q.candidates]
     else:
         query, texts = "history of tea trade", _FALLBACK_TEXTS
-    job = listwise.prepare(enc, prompts["listwise"], query, texts[:20], ListwiseSettings(), 128_000)
-    window = listwise.build_messages(prompts["listwise"], job.query, job.passages)
+    job = listwise_window.prepare(enc, prompts["listwise"], query, texts[:20], ListwiseSettings(), 128_000)
+    window = listwise_window.build_messages(prompts["listwise"], job.query, job.passages)
     graded = pointwise.prepare(enc, prompts["pointwise"], query, texts, PointwiseSettings(), 128_000)
     return [
-        Case("RankGPT window (20 passages)", [window], listwise.output_tokens(20), "~3.1 s"),
+        Case("listwise window (20 passages)", [window], listwise_window.output_tokens(20), "~3.1 s"),
         Case("1-token answer (pointwise)", [graded[0]], 1, "~0.85 s"),
         Case(f"{fan_out}-way fan-out (slowest call)", graded[:fan_out], 1,
              f"~p99 of TTFT = {speed.ttft_quantile(0.99):.2f} s"),

@@ -6,8 +6,9 @@ A small judged query (QUERY, PASSAGES) stands in for TREC where a test needs no 
 from __future__ import annotations
 
 from gateway.config import ListwiseSettings, PointwiseSettings
-from gateway.strategies import listwise, pointwise
+from gateway.strategies import batched, pointwise, window
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
+from gateway.strategies.sanitize import neutralize
 from gateway.strategies.tokens import get_encoding
 from simulator.judgments import Judgments
 
@@ -36,10 +37,20 @@ def small_judgments() -> Judgments:
     return judgments
 
 
-def rankgpt(query: str, texts: list[str]) -> Messages:
-    """The gateway's listwise prompt (RankGPT multi-turn), passages sanitized and cut as it does."""
-    job = listwise.prepare(_ENC, _PROMPTS["listwise"], query, texts, ListwiseSettings(), 8192)
-    return listwise.build_messages(_PROMPTS["listwise"], job.query, job.passages)
+def rankgpt(query: str, texts: list[str], first: bool = False) -> Messages:
+    """The gateway's multi-turn listwise prompt (RankGPT), passages sanitized and cut as it does."""
+    return gateway_listwise("rankgpt", query, texts, first)
+
+
+def gateway_listwise(name: str, query: str, texts: list[str], first: bool = False) -> Messages:
+    """A gateway listwise prompt file (`listwise`: one message; `rankgpt`: multi-turn), permutation or FIRST."""
+    job = window.prepare(_ENC, _PROMPTS[name], query, texts, ListwiseSettings(), 8192)
+    return window.build_messages(_PROMPTS[name], job.query, job.passages, first=first)
+
+
+def gateway_batch(query: str, texts: list[str]) -> Messages:
+    """The gateway's batched pointwise prompt (one `[id] label` line per passage)."""
+    return batched.build_messages(_PROMPTS["batched"], neutralize(query), [neutralize(t) for t in texts], 3)
 
 
 def graded(query: str, text: str) -> Messages:

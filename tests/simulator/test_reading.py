@@ -84,3 +84,17 @@ def test_content_parts_are_read_as_text() -> None:
     parts = [{"type": "text", "text": f"Query: {QUERY}\n<passage>{TEXTS[2]}</passage>\nScore from 0 to 3."}]
     task = read([{"role": "user", "content": parts}])  # type: ignore[list-item]
     assert (task.kind, task.passages[0].text) == ("pointwise", TEXTS[2])
+
+
+@pytest.mark.parametrize("name", ["listwise", "rankgpt"])
+@pytest.mark.parametrize(("first", "kind"), [(False, "listwise"), (True, "first")])
+def test_every_gateway_listwise_prompt_reads_as_its_task(name: str, first: bool, kind: str) -> None:
+    task = read(prompts.gateway_listwise(name, QUERY, TEXTS, first))
+    assert (task.kind, task.query) == (kind, QUERY)
+    assert [p.text for p in task.passages] == TEXTS
+
+
+def test_the_gateways_batched_prompt_is_a_batch() -> None:
+    task = read(prompts.gateway_batch(QUERY, TEXTS))
+    assert (task.kind, task.query, task.max_label) == ("batch", QUERY, 3)
+    assert [p.text for p in task.passages] == TEXTS
