@@ -128,7 +128,8 @@ class BatchedPointwise:
         async def judge(batch: list[int]) -> None:
             messages = build_messages(self.prompt, query, [passages[i] for i in batch], max_label, extra)
             request = ChatRequest(messages, max_tokens=_TOKENS_PER_LINE * len(batch) + 4,
-                                  top_logprobs=self.pointwise.top_logprobs if task.logprobs else 0)
+                                  top_logprobs=self.pointwise.top_logprobs if task.logprobs else 0,
+                                  expected_tokens=_TOKENS_PER_LINE * len(batch))
             async with limit:
                 try:
                     reply = await chat.complete(request)

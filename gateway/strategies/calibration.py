@@ -85,12 +85,14 @@ class Grader:
             if doc not in self.tasks:
                 self.tasks[doc] = asyncio.ensure_future(self._grade(doc))
 
-    async def grades(self, documents: Sequence[int]) -> dict[int, float | None]:
-        """The grades of these documents, starting any not begun; None where grading failed or was cut."""
-        self.start(documents)
-        wanted = [self.tasks[d] for d in documents]
+    async def grades(self, documents: Sequence[int], start: bool = True) -> dict[int, float | None]:
+        """The grades of these documents, starting any not begun (with `start`); None where there is
+        no grade: grading failed, was cut, or (without `start`) never began."""
+        if start:
+            self.start(documents)
+        wanted = [self.tasks[d] for d in documents if d in self.tasks]
         await asyncio.gather(*wanted, return_exceptions=True)
-        return {d: _result(self.tasks[d]) for d in documents}
+        return {d: _result(self.tasks[d]) if d in self.tasks else None for d in documents}
 
     async def close(self) -> None:
         """Cancel grading nobody waits for (documents that did not make the top)."""

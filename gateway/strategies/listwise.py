@@ -35,6 +35,9 @@ class ListwiseStrategy:
 
     name: ClassVar[str]
     first: ClassVar[bool] = False  # single-token ranking (FIRST) when the model returns logprobs
+    # Grade top documents the layout did not start grading, after it (one more round); False:
+    # they are scored between their graded neighbours.
+    grade_stragglers: ClassVar[bool] = True
 
     def __init__(self, settings: ListwiseSettings, prompt: Prompt, pointwise: PointwiseSettings,
                  grading: Prompt) -> None:
@@ -70,17 +73,19 @@ class ListwiseStrategy:
             grader = Grader(chat, task.encoding, lambda i: build(texts[i]), self.pointwise, stats)
         try:
             placement = await self.place(chat, job, ranker, grader) if len(texts) > 1 else Placement([0])
-            scores, score_type = await self._scores(placement.order, grader, settings.calibrate_top)
+            scores, score_type = await self._scores(placement.order, grader, settings.calibrate_top,
+                                                    self.grade_stragglers)
         finally:
             if grader is not None:
                 await grader.close()
         return Ranking(placement.order, scores, stats, score_type, placement.unranked)
 
     @staticmethod
-    async def _scores(order: list[int], grader: Grader | None, top: int) -> tuple[list[float], ScoreType]:
+    async def _scores(order: list[int], grader: Grader | None, top: int,
+                      stragglers: bool) -> tuple[list[float], ScoreType]:
         if grader is not None:
             head = order[:top]
-            grades = await grader.grades(head)
+            grades = await grader.grades(head, start=stragglers)
             scores = calibrated_scores(len(order), [grades.get(i) for i in head])
             if scores is not None:
                 return scores, "calibrated"

@@ -20,7 +20,14 @@ from gateway.strategies.base import CallStats
 from gateway.strategies.consistency import borda, shuffles
 from gateway.strategies.first import first_ranking
 from gateway.strategies.prompts import Prompt
-from gateway.strategies.window import ListwiseJob, build_messages, is_acknowledgement, output_tokens, parse_ranking
+from gateway.strategies.window import (
+    ListwiseJob,
+    build_messages,
+    expected_tokens,
+    is_acknowledgement,
+    output_tokens,
+    parse_ranking,
+)
 from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest
 
 
@@ -82,7 +89,7 @@ class WindowRanker:
             self.stats.first_fallbacks += 1
         ids = len(members) if limit is None else max(1, min(limit, len(members)))
         request = ChatRequest(build_messages(self.prompt, job.query, passages, job.instruction),
-                              max_tokens=output_tokens(ids))
+                              max_tokens=output_tokens(ids), expected_tokens=expected_tokens(ids))
         reply = await self._call(chat, request, len(members))
         if isinstance(reply, WindowOrder):
             return reply

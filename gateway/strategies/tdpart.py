@@ -23,9 +23,10 @@ Round 2 only needs the documents above the pivot, so generated permutations are
 cut at `pivot` + 1 identifiers there; the last round asks for `window`.
 
 Grading for calibration overlaps the rounds: the first window's candidates and
-pivot as round 2 starts, each chunk's candidates as it answers, and the rest of
-the last window (it holds the top of the answer, in an order only round 3
-decides) while round 3 runs. No round waits for grades but the last.
+pivot as round 2 starts, each chunk's best few candidates as it answers, the
+likely rest of the top while round 3 orders the candidates. No round waits for
+grades: a document round 3 moves into the top that was not graded gets a score
+between its graded neighbours (the isotonic fit bounds it there anyway).
 
 At the deadline: a cut first window leaves nothing (the service answers 504); a
 cut chunk leaves its documents below the backfill in the caller's order; a cut
@@ -84,8 +85,9 @@ async def partition(chat: ChatClient, job: ListwiseJob, ranker: WindowRanker, wi
     groups = chunks(docs[window:], window - 1)
     if grader is not None:
         grader.start((candidates + [pivot])[:top])  # the top of the answer, but for newcomers
-    # Newcomers are graded as soon as their chunk answers, as many as the last window can hold.
-    per_chunk = -(-(final_window - len(candidates)) // len(groups))
+    # Newcomers compete for the `top - pivot_rank` places left: each chunk's best few are graded
+    # as soon as it answers.
+    per_chunk = -(-max(0, top - pivot_rank) // len(groups)) + 1
 
     async def compare(group: list[int]) -> tuple[WindowOrder, list[int], list[int]]:
         members = group + [pivot]
@@ -108,8 +110,7 @@ async def partition(chat: ChatClient, job: ListwiseJob, ranker: WindowRanker, wi
     if found:
         pool, overflow = head[:final_window], head[final_window:]
         if grader is not None:
-            # The top of the answer comes from these, in an order round 3 decides: grade them meanwhile.
-            grader.start(pool + rest[:max(0, top - len(pool))])
+            grader.start((pool + rest)[:top])  # the likely top, graded while round 3 orders it
         r3 = await ranker.rank(chat, job, pool, limit=window)
         head = [pool[i] for i in r3.order] + overflow
     elif grader is not None:
@@ -121,6 +122,7 @@ class TopDownPartitioning(ListwiseStrategy):
     """`Strategy` "tdpart": top-down partitioning with generated permutations, at most 3 rounds."""
 
     name = "tdpart"
+    grade_stragglers = False  # what round 3 promotes ungraded lies between graded neighbours: no extra round
 
     def largest_window(self, settings: ListwiseSettings) -> int:
         return max(settings.final_window, settings.window)

@@ -99,6 +99,11 @@ def output_tokens(ids: int) -> int:
     return _TOKENS_PER_ID * ids + 10
 
 
+def expected_tokens(ids: int) -> int:
+    """How long such a permutation usually is: "[12] > " is 4 tokens in cl100k/o200k."""
+    return 4 * ids
+
+
 def passage_budget(
     enc: tiktoken.Encoding, prompt: Prompt, query: str, settings: ListwiseSettings, context_window: int,
     instruction: str = "", largest: int | None = None,

@@ -8,8 +8,8 @@ never past the request's deadline and never beyond the process's retry
 budget. An upstream whose circuit is open is skipped without a call.
 
 Hedging (per model, `hedge_after_seconds`): an attempt that has not answered
-that long after it should have (its expected decode time, max_tokens over the
-model's `output_tokens_per_second`, when known) gets a duplicate on the same
+that long after it should have (its expected decode time: the answer's usual
+length, else max_tokens, over the model's `output_tokens_per_second`, when known) gets a duplicate on the same
 upstream, then another every `hedge_after_seconds`, up to `max_hedges`, when a
 slot is free at once; the first answer wins and the others are cancelled.
 Hosted models' time to first token is heavy-tailed, and a request that fans out
@@ -50,7 +50,8 @@ class Upstream:
 
     def hedge_delay(self, request: ChatRequest) -> float:
         """How long an attempt of `request` may run before it gets a duplicate."""
-        decoding = request.max_tokens / self.tokens_per_second if self.tokens_per_second else 0.0
+        tokens = request.expected_tokens or request.max_tokens
+        decoding = tokens / self.tokens_per_second if self.tokens_per_second else 0.0
         return self.hedge_after + decoding
 
 

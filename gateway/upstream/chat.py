@@ -23,6 +23,7 @@ class ChatRequest:
     max_tokens: int
     top_logprobs: int = 0  # 0: do not ask for logprobs
     timeout: float | None = None  # this attempt's time left; capped at the model's own timeout
+    expected_tokens: int = 0  # how long the answer usually is (0: max_tokens); hedging waits for it
 
 
 @dataclass(frozen=True)

@@ -117,3 +117,10 @@ async def test_consistency_deals_the_documents_m_times_in_one_round_and_averages
     scores = dict(zip(ranking.order, ranking.scores, strict=True))
     assert scores[0] == pytest.approx(1 / 3, abs=0.02)  # its one wrong judgement (3 of 3) weighs a third
     assert ranking.order[0] != 0
+
+
+@pytest.mark.anyio
+async def test_hedging_waits_for_a_batch_s_usual_answer_not_its_cap() -> None:
+    model = Model(lambda text: 1)
+    await batched(5).rank(model.client(), task([f"doc {i}" for i in range(10)]))
+    assert all(0 < c.request.expected_tokens < c.request.max_tokens for c in model.calls)

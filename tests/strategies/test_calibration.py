@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.strategies.calibration import calibrated_scores, isotonic_non_increasing
+from gateway.config import PointwiseSettings
+from gateway.strategies.base import CallStats
+from gateway.strategies.calibration import Grader, calibrated_scores, isotonic_non_increasing
+from tests.support.scripted import ENC, Model, number_in
 
 GRADE = st.floats(min_value=0, max_value=1, allow_nan=False)
 
@@ -57,3 +62,40 @@ def test_documents_below_the_graded_top_decay_from_the_last_graded_score() -> No
     scores = calibrated_scores(6, [0.8, 0.6])
     assert scores[:2] == pytest.approx([0.8, 0.6])
     assert scores[2:] == pytest.approx([0.6 * 4 / 5, 0.6 * 3 / 5, 0.6 * 2 / 5, 0.6 / 5])
+
+
+def grader(model: Model) -> Grader:
+    return Grader(model.client(), ENC, lambda i: [{"role": "user", "content": f"<passage>\ndoc {i}\n</passage>"}],
+                  PointwiseSettings(), CallStats())
+
+
+@pytest.mark.anyio
+async def test_a_grader_grades_each_document_once() -> None:
+    model = Model(lambda text: number_in(text) % 4)
+    g = grader(model)
+    g.start([1, 2])
+    g.start([2, 3])
+    grades = await g.grades([1, 2, 3])
+    assert len(model.calls) == 3 and all(c.kind == "pointwise" for c in model.calls)
+    assert grades[3] == pytest.approx((0.05 * 2 + 0.9 * 3) / 0.95 / 3)
+    await g.close()
+
+
+@pytest.mark.anyio
+async def test_without_start_documents_not_begun_get_no_grade_and_no_call() -> None:
+    model = Model(lambda text: 3)
+    g = grader(model)
+    g.start([0])
+    grades = await g.grades([0, 1], start=False)
+    assert grades[1] is None and grades[0] is not None and len(model.calls) == 1
+    await g.close()
+
+
+@pytest.mark.anyio
+async def test_close_cancels_grading_nobody_waits_for() -> None:
+    model = Model(lambda text: 3, delay=5)
+    g = grader(model)
+    g.start(range(4))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(g.close(), 1)
+    assert all(task.cancelled() for task in g.tasks.values())

@@ -115,7 +115,8 @@ async def test_calibration_grades_the_top_without_an_extra_round() -> None:
     assert ranking.score_type == "calibrated" and ranking.order[:10] == ideal[:10]
     graded = {c.request.messages[-1]["content"] for c in model.of("pointwise")}
     assert len(graded) == len(model.of("pointwise"))  # each document graded at most once
-    assert model.rounds("first") == 3 and model.rounds() <= 4
+    assert model.rounds("first") == 3 and model.rounds() == 3  # grading waits for no round
+    assert len(graded) <= 30  # the likely top, not every candidate
     assert all(a >= b for a, b in zip(ranking.scores, ranking.scores[1:], strict=False))
 
 

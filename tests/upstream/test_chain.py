@@ -97,6 +97,7 @@ def test_longer_answers_wait_longer_before_a_duplicate() -> None:
     upstream = hedged(lambda request: ChatReply("ok"), after=1.0, tps=50)
     assert upstream.hedge_delay(ChatRequest([], max_tokens=1)) == pytest.approx(1.02)
     assert upstream.hedge_delay(ChatRequest([], max_tokens=100)) == pytest.approx(3.0)
+    assert upstream.hedge_delay(ChatRequest([], max_tokens=100, expected_tokens=50)) == pytest.approx(2.0)
 
 
 @pytest.mark.anyio
