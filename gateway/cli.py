@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -75,7 +74,7 @@ def _check(path: Path) -> int:
 
 def _serve(config: str | None, host: str | None, port: int | None, log_level: str) -> int:
     from gateway.app import build_gateway
-    from gateway.server import serve
+    from gateway.server import run
 
     gateway = build_gateway(Path(config) if config else None)
     generation = gateway.holder.current
@@ -95,7 +94,7 @@ def _serve(config: str | None, host: str | None, port: int | None, log_level: st
     reason = default.chat.unavailable_reason()
     if reason:
         logger.warning("the default model cannot be called yet: %s", reason)
-    asyncio.run(serve(gateway, host, port, log_level))
+    run(gateway, host, port, log_level)
     return 0
 
 

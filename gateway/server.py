@@ -10,17 +10,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import uvicorn
 
-from gateway.app import create_app
+from gateway.app import create_app, warm_up
 from gateway.ops.state import Gateway
 from gateway.service import RerankService
 
 logger = logging.getLogger("gateway")
+
+
+# Collections of the youngest generation every 50,000 net allocations instead of 700, and of
+# the middle one every 20 of those: a request allocates thousands of short-lived objects (one
+# per document and score), and with the defaults the collector ran several times per request.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def run(gateway: Gateway[RerankService], host: str, port: int, log_level: str) -> None:
+    """Serve until shut down, on uvloop (and uvicorn's httptools parser) when installed."""
+    settle_heap()
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(gateway, host, port, log_level))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a pinned dependency; asyncio's loop still works
+        return None
+    return uvloop.new_event_loop
+
+
+def settle_heap() -> None:
+    """Move everything loaded so far out of the collector's sight, and make it run less often.
+
+    LiteLLM and its SDKs leave some 400,000 objects that live as long as the process;
+    a full collection walked them all (~200 ms, the p99 of cache hits). Frozen after
+    start-up, they are never scanned again.
+    """
+    warm_up()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class _Server(uvicorn.Server):

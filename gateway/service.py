@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.cache.keys import cache_key
+from gateway.cache.keys import config_digest, request_key
 from gateway.cache.memory import ResultCache
 from gateway.config import DEFAULT_MODEL, Settings
 from gateway.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, ModelUnavailable
@@ -117,6 +117,7 @@ class RerankService:
             settings.reliability.retry_budget_ratio
         self.retry_budget = previous.retry_budget if previous and same_budget else \
             RetryBudget(settings.reliability.retry_budget_ratio)
+        self._key_configs: dict[tuple[str, str], bytes] = {}
         if previous is not None and previous.settings.cache == settings.cache:
             self.cache: ResultCache[RankingResult] = previous.cache
         else:
@@ -188,18 +189,8 @@ class RerankService:
             instruction=query.instruction,
             token_budget=query.token_budget,
         )
-        key = cache_key(
-            llm=model.settings.litellm_model,
-            api_base=model.settings.resolved_api_base(),
-            logprobs=model.settings.logprobs,
-            context_window=model.settings.context_window,
-            mode=mode,
-            strategy=strategy.cache_params(),
-            token_budget=query.token_budget,
-            query=query.query,
-            instruction=query.instruction,
-            documents=list(query.texts),
-        )
+        key = request_key(self._key_config(model, mode, strategy, task), query=query.query, texts=query.texts,
+                          instruction=query.instruction, token_budget=query.token_budget)
 
         async def compute() -> tuple[RankingResult, bool]:
             # Calls stop a little early, leaving time to answer within the deadline.
@@ -221,6 +212,24 @@ class RerankService:
         if self.metrics:
             self._observe(answer)
         return answer
+
+    def _key_config(self, model: ModelRuntime, mode: str, strategy: Strategy, task: RankTask) -> bytes:
+        """The settings part of the cache key, hashed once per model and mode (a config is frozen)."""
+        digest = self._key_configs.get((model.alias, mode))
+        if digest is None:
+            digest = self._key_configs[(model.alias, mode)] = config_digest(
+                llm=model.settings.litellm_model,
+                api_base=model.settings.resolved_api_base(),
+                logprobs=model.settings.logprobs,
+                context_window=model.settings.context_window,
+                # What the prompts are built for: the weakest model of the fallback chain.
+                task_context_window=task.context_window,
+                task_logprobs=task.logprobs,
+                encoding=task.encoding.name,
+                mode=mode,
+                strategy=strategy.cache_params(),
+            )
+        return digest
 
     def _observe_attempt(self, alias: str, seconds: float, failure: str | None) -> None:
         assert self.metrics is not None

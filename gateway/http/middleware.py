@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -12,6 +11,7 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.http.jsonio import encode
 from gateway.ops.metrics import Metrics
 
 access_log = logging.getLogger("gateway.access")
@@ -65,7 +65,7 @@ class RequestContextMiddleware:
             self.metrics.requests.labels(route, str(status), log.get("model", "-")).inc()
             self.metrics.request_latency.labels(route).observe(latency)
             if self.log_requests() and scope["path"] not in _QUIET:
-                access_log.info(json.dumps({
+                access_log.info(encode({
                     "request_id": request_id, "method": scope["method"], "route": route, "status": status,
                     "latency_ms": round(latency * 1000, 1), **log,
-                }, separators=(",", ":")))
+                }).decode())

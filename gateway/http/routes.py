@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway.errors import InvalidRequest, PayloadTooLarge
 from gateway.http import dialects
 from gateway.http.access import authenticate
+from gateway.http.jsonio import JSONResponse, decode_body
 from gateway.http.openapi import build_openapi
 from gateway.http.protocol import parse_rerank_request
 from gateway.ops.state import Gateway
@@ -41,7 +41,7 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         gateway.gate.enter(settings.server.max_concurrent_requests)
         try:
             body = await read_json(request, settings.server.max_body_bytes)
-            dialect = dialects.detect(route_dialect, body)
+            dialect = dialects.detect(route_dialect, body, request.headers)
             rerank_request = parse_rerank_request(body, settings.limits)
             log["documents"] = len(rerank_request.documents)
             work = service.rerank(rerank_request.to_query(header_timeout(request)),
@@ -158,10 +158,4 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    return decode_body(b"".join(chunks))
