@@ -13,15 +13,29 @@ import json
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+
+from bench.load import LoadResult
 
 _SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local f = io.open("%(body)s", "rb")
-wrk.body = f:read("*a")
-f:close()
+local function slurp(path)
+  local f = io.open(path, "rb")
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+wrk.body = slurp("%(body)s")
+if %(unique)s then
+  -- Every request a new body: the marker in the template becomes a counter (misses, never cache hits).
+  local prefix, suffix = slurp("%(body)s.prefix"), slurp("%(body)s.suffix")
+  local counter = 0
+  request = function()
+    counter = counter + 1
+    return wrk.format(nil, nil, nil, prefix .. counter .. suffix)
+  end
+end
 local statuses = {}
 response = function(status, headers, body)
   if status ~= 200 then statuses[status] = (statuses[status] or 0) + 1 end
@@ -40,28 +54,6 @@ end
 """
 
 
-@dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    seconds: float
-    non_2xx: int
-    socket_errors: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    mean_ms: float
-    bytes: int
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def errors(self) -> int:
-        return self.non_2xx + self.socket_errors
-
-
 def wrk_path() -> str:
     path = shutil.which("wrk")
     if path is None:
@@ -69,18 +61,31 @@ def wrk_path() -> str:
     return path
 
 
-def run_wrk(url: str, body: bytes, *, seconds: float, connections: int, threads: int = 1,
-            timeout: float = 30.0) -> WrkResult:
-    """POST `body` to `url` as fast as `connections` keep-alive connections allow, for `seconds`."""
+UNIQUE = b"@@N@@"  # in a body: replaced by a per-request counter
+
+
+def run_wrk(url: str, body: bytes, *, seconds: float, connections: int, timeout: float = 30.0) -> LoadResult:
+    """POST `body` to `url` as fast as `connections` keep-alive connections allow, for `seconds`.
+
+    A body holding `UNIQUE` is sent with a different number there each time. One wrk
+    thread drives every connection (threads would repeat each other's numbers, and one is
+    plenty against a Python server).
+    """
+    threads = 1
     with tempfile.TemporaryDirectory(prefix="rerank-wrk-") as tmp:
         body_path, script = Path(tmp) / "body.json", Path(tmp) / "post.lua"
-        body_path.write_bytes(body)
-        script.write_text(_SCRIPT % {"body": str(body_path)})
+        body_path.write_bytes(body.replace(UNIQUE, b"0"))
+        unique = UNIQUE in body
+        if unique:
+            prefix, _, suffix = body.partition(UNIQUE)
+            Path(f"{body_path}.prefix").write_bytes(prefix)
+            Path(f"{body_path}.suffix").write_bytes(suffix)
+        script.write_text(_SCRIPT % {"body": str(body_path), "unique": "true" if unique else "false"})
         duration = max(1, round(seconds))
         command = [wrk_path(), f"-t{threads}", f"-c{max(connections, threads)}", f"-d{duration}s",
                    f"--timeout={timeout:g}s", "-s", str(script), url]
         done = subprocess.run(command, capture_output=True, text=True, timeout=duration + timeout + 30)
     for line in done.stdout.splitlines():
         if line.startswith("WRK-JSON "):
-            return WrkResult(**json.loads(line.removeprefix("WRK-JSON ")))
+            return LoadResult(**json.loads(line.removeprefix("WRK-JSON ")))
     raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-1000:]}{done.stderr[-1000:]}")
