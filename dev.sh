@@ -2,6 +2,7 @@
 # Set up and run rerank-gateway.
 #   ./dev.sh serve [serve options]   create .venv if needed, then start the gateway
 #   ./dev.sh test  [pytest options]  create .venv if needed, then run the whole test suite
+#   ./dev.sh bench [--smoke | NAME [options]]  every benchmark (bench/suite.py), or one: bench/NAME.py
 #   ./dev.sh setup                   only create/refresh .venv
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,24 +38,44 @@ llama_wheel() {
     echo "$dir"
 }
 
+# What each command installs: serving needs neither the test tools nor the benchmarks' plots.
+EXTRAS_SERVE="test,compat,local"
+EXTRAS_DEV="test,compat,local,bench"
+
 setup() {
+    local extras=${1:-$EXTRAS_SERVE}
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
         echo "rerank-gateway needs Python >= 3.11 ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
         exit 1
     fi
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    # Reinstall only when the dependency pins (or this script) change.
+    # Reinstall only when the dependency pins (or this script) change, or more extras are wanted
+    # than were installed (a test run after a serve; not the other way round).
     local stamp="$VENV/.installed"
     local want
     want=$(cat pyproject.toml constraints.txt "$0" | sha256sum | cut -d' ' -f1)
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    local have
+    have=$(cat "$stamp" 2>/dev/null || true)
+    if [ "$have" != "$want"$'\n'"$extras" ] && [ "$have" != "$want"$'\n'"$EXTRAS_DEV" ]; then
         echo "installing rerank-gateway and its pinned dependencies into $VENV ..." >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
         local wheels
         wheels=$(llama_wheel)
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-            --find-links "$wheels" --only-binary llama-cpp-python -e ".[test,compat,local]"
-        echo "$want" > "$stamp"
+            --find-links "$wheels" --only-binary llama-cpp-python -e ".[$extras]"
+        printf '%s\n%s' "$want" "$extras" > "$stamp"
+    fi
+}
+
+# wrk drives the latency benchmark (and its smoke run in the test suite): Debian's package.
+need_wrk() {
+    command -v wrk >/dev/null 2>&1 && return
+    echo "installing wrk (Debian package) for the benchmarks ..." >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if ! { $sudo apt-get install -y -qq wrk >/dev/null 2>&1 || \
+           { $sudo apt-get update -qq >/dev/null 2>&1 && $sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; }; then
+        echo "could not install wrk (apt-get install wrk); the latency benchmark needs it" >&2
     fi
 }
 
@@ -67,6 +88,12 @@ cmd=${1:-}
 case "$cmd" in
     setup) setup ;;
     serve) setup; exec "$VENV/bin/rerank-gateway" serve "$@" ;;
-    test) setup; exec "$VENV/bin/python" -m pytest "$@" ;;
-    *) echo "usage: ./dev.sh {serve|test|setup} [args...]" >&2; exit 2 ;;
+    test) setup "$EXTRAS_DEV"; need_wrk; exec "$VENV/bin/python" -m pytest "$@" ;;
+    bench)
+        setup "$EXTRAS_DEV"; need_wrk
+        if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+            name=$1; shift; exec "$VENV/bin/python" -m "bench.$name" "$@"
+        fi
+        exec "$VENV/bin/python" -m bench.suite "$@" ;;
+    *) echo "usage: ./dev.sh {serve|test|bench|setup} [args...]" >&2; exit 2 ;;
 esac
