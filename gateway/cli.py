@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper() if args.command == "serve" else "WARNING",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A line per request: skip the record fields no format here shows (the caller's file and line,
+    # found by walking the stack; thread and process names). Python's logging docs' own advice.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # LiteLLM logs every call at INFO and price-map notes at WARNING; the
     # gateway reports upstream failures itself.
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)

@@ -24,9 +24,11 @@ from gateway.service import RerankService
 logger = logging.getLogger("gateway")
 
 
-# Collections of the youngest generation every 50,000 net allocations instead of 700, and of
-# the middle one every 20 of those: a request allocates thousands of short-lived objects (one
-# per document and score), and with the defaults the collector ran several times per request.
+# The youngest generation is collected every 50,000 net allocations instead of 700, the middle one
+# every 20 of those: a 100-document request allocates thousands of short-lived objects (dicts per
+# document and result), so with the defaults the collector ran several times per request. Measured
+# (bench/latency.py, 100-document cache hits): 1.5x the bare endpoint's CPU per request with the
+# defaults, 0.9x with these.
 GC_THRESHOLDS = (50_000, 20, 10)
 
 
