@@ -110,8 +110,11 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int,
 
     import litellm
 
+    from gateway.upstream.litellm_client import register_prices
+
     settings = load_settings(config)
     model = settings.models[harness.ALIASES["listwise"]]
+    register_prices(model)  # as the gateway does: the same work inside LiteLLM on both sides
     prompts = load_prompts(Path(settings.prompts_dir) if settings.prompts_dir else default_prompts_dir())
     enc = get_encoding("cl100k_base")
     base = {"model": model.litellm_model, "temperature": 0, "timeout": model.timeout_seconds,

@@ -66,12 +66,15 @@ class Target:
 
 
 def write_gateway_config(path: Path, aliases: dict[str, tuple[Target, str]], *, cache: bool = False,
-                         extra: str = "", request_timeout: float | None = None) -> Path:
+                         extra: str = "", request_timeout: float | None = None,
+                         reliability: dict[str, Any] | None = None) -> Path:
     """A config with one alias per (target, mode); the first alias is the default."""
     parts = [f'default_model = "{next(iter(aliases))}"', f"[cache]\nenabled = {str(cache).lower()}"]
+    table = dict(reliability or {})
     if request_timeout is not None:
-        parts.append(f"[reliability]\nrequest_timeout_seconds = {request_timeout}\n"
-                     f"max_request_timeout_seconds = {max(request_timeout, 120)}")
+        table.update(request_timeout_seconds=request_timeout, max_request_timeout_seconds=max(request_timeout, 120))
+    if table:
+        parts.append("[reliability]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items()))
     for alias, (target, mode) in aliases.items():
         parts.append(
             f'[models."{alias}"]\nlitellm_model = "openai/{target.model}"\n'

@@ -78,6 +78,7 @@ def rows_of(passes: list[ranking.Pass], args: argparse.Namespace) -> list[dict[s
                 "failed_calls": sum(o.failed_calls for p in mine for o in p.outcomes),
                 "parse_failures": sum(o.parse_failures for p in mine for o in p.outcomes),
                 "incomplete": sum(o.missing > 0 for p in mine for o in p.outcomes),
+                "failed_requests": sum(o.error is not None for p in mine for o in p.outcomes),
             })
         rows.append({"set": name, "system": "ceiling (perfect reordering)", "ndcg": report.spread([ceiling])})
         if args.queries is None and args.documents == 100:  # the references are over every query, top 100
@@ -137,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     print(title)
     print(format_table(rows))
     for row in rows:
-        if row.get("incomplete"):
-            print(f"warning: {row['set']} {row['system']}: {row['incomplete']} incomplete rankings", file=sys.stderr)
+        if row.get("incomplete") or row.get("failed_requests"):
+            print(f"warning: {row['set']} {row['system']}: {row['incomplete']} incomplete rankings, "
+                  f"{row['failed_requests']} failed requests (scored as BM25's order)", file=sys.stderr)
     report.write_json(args.json, {"args": cli.as_json(args), "upstream": kind, "rows": rows,
                                   "per_query": [{"set": p.set, "strategy": p.strategy, **p.extra,
                                                  "outcomes": p.outcomes} for p in passes]})
