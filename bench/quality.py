@@ -63,7 +63,7 @@ def rows_of(passes: list[ranking.Pass], args: argparse.Namespace) -> list[dict[s
         queries, qrels = load_queries(name)[: args.queries], load_qrels(name)
         cut = {q.qid: q.candidates[: args.documents] for q in queries}
         bm25 = mean_ndcg({qid: [c.docid for c in cands] for qid, cands in cut.items()}, qrels)
-        ceiling = mean_ndcg({q.qid: ranking.ideal_order(q, qrels.get(q.qid, {}))[: args.documents]
+        ceiling = mean_ndcg({q.qid: ranking.ideal_order(q, qrels.get(q.qid, {}), args.documents)
                              for q in queries}, qrels)
         rows.append({"set": name, "system": "BM25 (the input order)", "ndcg": report.spread([bm25])})
         for strategy in args.strategies:

@@ -58,9 +58,9 @@ def strategies() -> list[str]:
     return list(FACTORIES)
 
 
-def ideal_order(query: Query, judgments: dict[str, int]) -> list[str]:
-    # Stable sort: ties keep BM25 order, as any reranker's ties would.
-    return [c.docid for c in sorted(query.candidates, key=lambda c: -judgments.get(c.docid, 0))]
+def ideal_order(query: Query, judgments: dict[str, int], documents: int = 100) -> list[str]:
+    """The first `documents` candidates, best judged first (stable: ties keep BM25 order, as any reranker's)."""
+    return [c.docid for c in sorted(query.candidates[:documents], key=lambda c: -judgments.get(c.docid, 0))]
 
 
 async def rerank_one(http: httpx.AsyncClient, limit: asyncio.Semaphore, model: str, strategy: str,

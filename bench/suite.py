@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "reload_under_load": ["--concurrency", "4", "--warmup", "1", "--baseline", "2", "--reload-seconds", "4",
                           "--reloads", "4", "--no-watch", "--max-seconds", "60"],
     "local_quality": ["--queries", "1", "--modes", "pointwise", "--depth", "3", "--alphas", "0.5"],
+    "simulated_latency": ["--repeat", "1", "--scale", "0.001", "--fan-out", "10"],
 }
 
 

@@ -77,7 +77,7 @@ def running(args: argparse.Namespace | None, workdir: Path) -> Iterator[Upstream
         yield Upstream("remote", args.base_url.rstrip("/"), args.api_key_env, not args.no_logprobs, args.model)
         return
     if have_simulator():
-        server = harness.start_module("simulator", "simulator", ["--log-level", "warning"], workdir)
+        server = harness.start_simulator(workdir)
         kind, ready = "simulator", "/health"
     else:
         server = harness.start_module("fake-upstream", harness.FAKE_UPSTREAM, [], workdir)
