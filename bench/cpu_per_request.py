@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -174,8 +175,13 @@ def format_table(run: Run) -> str:
         b, m = run["bare"][mode], run["minimal"][mode]
         rows.append([mode, str(g.requests), f"{g.llm_calls / g.requests:.1f}", f"{g.ms_per_request:.1f}",
                      f"{b.ms_per_request:.1f}", f"{m.ms_per_request:.1f}", f"{overhead_per_call(g, b):.2f}",
-                     f"{g.ms_per_request / b.ms_per_request:.2f}x", f"{g.ms_per_request / m.ms_per_request:.2f}x"])
+                     f"{ratio(g, b):.2f}x", f"{ratio(g, m):.2f}x"])
     return report.table(header, rows)
+
+
+def ratio(a: Measurement, b: Measurement) -> float:
+    """CPU per request of `a` over `b`; NaN when `b` used less than a clock tick (tiny smoke runs)."""
+    return a.ms_per_request / b.ms_per_request if b.cpu_seconds else math.nan
 
 
 def overhead_per_call(gateway: Measurement, bare: Measurement) -> float:
@@ -192,10 +198,9 @@ def spreads(runs: list[Run]) -> dict[str, dict[str, report.Spread]]:
                      for side in SIDES}
         out[mode]["overhead_ms_per_call"] = report.spread(overhead_per_call(r["gateway"][mode], r["bare"][mode])
                                                           for r in runs)
-        out[mode]["gateway_over_bare"] = report.spread(r["gateway"][mode].ms_per_request
-                                                       / r["bare"][mode].ms_per_request for r in runs)
-        out[mode]["gateway_over_minimal"] = report.spread(r["gateway"][mode].ms_per_request
-                                                          / r["minimal"][mode].ms_per_request for r in runs)
+        out[mode]["gateway_over_bare"] = report.spread(ratio(r["gateway"][mode], r["bare"][mode]) for r in runs)
+        out[mode]["gateway_over_minimal"] = report.spread(ratio(r["gateway"][mode], r["minimal"][mode])
+                                                          for r in runs)
     return out
 
 
@@ -242,7 +247,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:
-        args.requests, args.warmup, args.documents, args.repeat = 1, 1, 20, 1
+        args.requests, args.warmup, args.documents, args.repeat = 2, 1, 20, 1
     args.modes = cli.comma_list(parser, args.modes, "mode", harness.ALIASES)
     if args.requests < 1 or args.warmup < 0 or args.repeat < 1:
         parser.error("--requests and --repeat must be positive and --warmup not negative")
