@@ -7,7 +7,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import report, upstream
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -53,3 +53,17 @@ def comma_list(parser: argparse.ArgumentParser, text: str, what: str,
 def as_json(args: argparse.Namespace) -> dict[str, Any]:
     """The parsed options, for a results file: paths as strings, lists kept as lists."""
     return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+
+
+def add_measuring(parser: argparse.ArgumentParser, name: str, knobs: bool = True) -> None:
+    """What every measuring benchmark takes: --repeat (3), --smoke, --json, and which upstream."""
+    add_repeat(parser, default=3)
+    add_smoke(parser)
+    add_output(parser, name)
+    upstream.add_options(parser, knobs=knobs)
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    upstream.check_options(parser, args)
+    return args

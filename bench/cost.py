@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import cli, harness, plot, ranking, report, upstream
+from bench import cli, harness, plot, ranking, report
 from bench.trec import load_queries
 
 # USD per million tokens (input, output): OpenAI's list prices.
@@ -88,27 +87,19 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = cli.parser(__doc__)
     parser.add_argument("--set", default="dl19", choices=["dl19", "dl20"])
-    parser.add_argument("--strategies", default=",".join(ranking.strategies()))
-    parser.add_argument("--queries", type=int, default=20)
-    parser.add_argument("--documents", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--request-timeout", type=float, default=300.0)
-    cli.add_repeat(parser, default=3)
-    cli.add_smoke(parser)
-    cli.add_output(parser, "cost")
-    upstream.add_options(parser)
-    args = parser.parse_args(argv)
-    upstream.check_options(parser, args)
+    ranking.add_options(parser, queries=20)
+    cli.add_measuring(parser, "cost")
+    args = cli.parse(parser, argv)
     if args.smoke:
         args.queries, args.documents, args.repeat = 2, 20, 1
-    args.strategies = cli.comma_list(parser, args.strategies, "strategy", ranking.strategies())
+    ranking.check_options(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with harness.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
-        passes, kind = run_all(args, Path(tmp))
+    with harness.workdir() as workdir:
+        passes, kind = run_all(args, workdir)
     rows = rows_of(passes, args.strategies)
     print(f"tokens and dollars per query ({args.queries} {args.set} queries, {args.documents} documents each, "
           f"upstream: {kind}); min / median / max over {args.repeat} runs")

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import math
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -273,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(bare_child(args.config, args.modes, args.requests, args.warmup, args.documents)))
         return 0
     queries = benchmark_queries(args.warmup + args.requests)
-    with harness.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
-        workdir = Path(tmp)
+    with harness.workdir() as workdir:
         with upstream.running(None, workdir) as up:
             target = up.target("instant")
             aliases = {alias: (target, mode) for mode, alias in harness.ALIASES.items()}

@@ -218,6 +218,13 @@ def sigterm_as_exit() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    """A scratch directory for a benchmark's servers, removed at the end; SIGTERM unwinds through it."""
+    with sigterm_as_exit(), tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
 def running_stack(log_level: str = "info", keep_logs: bool = False, config_extra: str = "") -> Iterator[Stack]:
     """Fake upstream + gateway (cache disabled), both healthy; stopped on exit whatever happens."""
     with contextlib.ExitStack() as stack:

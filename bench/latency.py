@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -155,8 +154,7 @@ def run_all(args: argparse.Namespace, cells: list[Cell]) -> list[Measurement]:
     documents = [c.text for c in query.candidates]
     results: list[Measurement] = []
     steps = sum(len(c.servers()) for c in cells) * args.repeat
-    with harness.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
-        workdir = Path(tmp)
+    with harness.workdir() as workdir:
         with upstream.running(args, workdir) as up:
             if up.kind == "fake" and any(c.speed == "hosted" and c.scenario == "miss" for c in cells):
                 print("no simulator package: hosted-speed cells skipped", file=sys.stderr)
@@ -257,12 +255,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--miss-requests", type=int, default=32, help="requests per miss measurement (instant)")
     parser.add_argument("--hosted-requests", type=int, default=16, help="requests per hosted-speed measurement")
     parser.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections")
-    cli.add_repeat(parser, default=3)
-    cli.add_smoke(parser)
-    cli.add_output(parser, "latency")
-    upstream.add_options(parser, knobs=False)
-    args = parser.parse_args(argv)
-    upstream.check_options(parser, args)
+    cli.add_measuring(parser, "latency", knobs=False)
+    args = cli.parse(parser, argv)
     if args.smoke:
         args.scenarios, args.speeds, args.documents = "hit,miss", "instant", "20"
         args.seconds, args.repeat, args.miss_requests = 1.0, 1, 4

@@ -31,7 +31,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,12 +196,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=12, help="misses per profile")
     parser.add_argument("--seconds", type=float, default=8.0, help="wrk's load for the hit profile")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
-    cli.add_repeat(parser, default=3)
-    cli.add_smoke(parser)
-    cli.add_output(parser, "profile")
-    upstream.add_options(parser, knobs=False)
-    args = parser.parse_args(argv)
-    upstream.check_options(parser, args)
+    cli.add_measuring(parser, "profile", knobs=False)
+    args = cli.parse(parser, argv)
     if args.smoke:
         args.scenarios, args.documents, args.requests, args.seconds, args.repeat = "hit,pointwise", 10, 2, 1.0, 1
     args.scenarios = cli.comma_list(parser, args.scenarios, "scenario", SCENARIOS)
@@ -212,8 +207,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profiles: list[Profile] = []
-    with harness.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
-        workdir = Path(tmp)
+    with harness.workdir() as workdir:
         with upstream.running(args, workdir) as up:
             aliases = {mode: (up.target("instant"), mode) for mode in ("listwise", "pointwise")}
             config = harness.write_gateway_config(workdir / "config.toml", aliases, cache=True, request_timeout=120)

@@ -23,11 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import cli, harness, plot, ranking, report, upstream
+from bench import cli, harness, plot, ranking, report
 from bench.trec import load_qrels, load_queries, mean_ndcg
 
 SETS = ("dl19", "dl20")
@@ -107,29 +106,20 @@ def write_plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = cli.parser(__doc__)
     parser.add_argument("--sets", default="dl19,dl20")
-    parser.add_argument("--strategies", default=",".join(ranking.strategies()),
-                        help="comma-separated; default every registered strategy")
-    parser.add_argument("--queries", type=int, default=None, help="the first N queries of each set (default all)")
-    parser.add_argument("--documents", type=int, default=100, help="BM25 candidates per query (at most 100)")
-    parser.add_argument("--concurrency", type=int, default=4, help="rerank requests in flight")
-    parser.add_argument("--request-timeout", type=float, default=300.0)
-    cli.add_repeat(parser, default=3)
-    cli.add_smoke(parser)
-    cli.add_output(parser, "quality")
-    upstream.add_options(parser)
-    args = parser.parse_args(argv)
-    upstream.check_options(parser, args)
+    ranking.add_options(parser, queries=None)
+    cli.add_measuring(parser, "quality")
+    args = cli.parse(parser, argv)
     if args.smoke:
         args.sets, args.queries, args.documents, args.repeat = "dl19", 2, 20, 1
     args.sets = cli.comma_list(parser, args.sets, "set", SETS)
-    args.strategies = cli.comma_list(parser, args.strategies, "strategy", ranking.strategies())
+    ranking.check_options(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with harness.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
-        passes, kind = run_all(args, Path(tmp))
+    with harness.workdir() as workdir:
+        passes, kind = run_all(args, workdir)
     rows = rows_of(passes, args)
     where = {"simulator": f"the simulator (noise {args.noise:g}, bias {args.bias:g}, one seed per run)",
              "fake": "the tests' fake judge (no simulator package)",

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from bench import harness, upstream
+from bench import cli, harness, upstream
 from bench.trec import Query, mean_ndcg
 
 
@@ -49,6 +49,21 @@ class Pass:
 
     def mean(self, name: str) -> float:
         return statistics.fmean(getattr(o, name) for o in self.outcomes)
+
+
+def add_options(parser: argparse.ArgumentParser, queries: int | None) -> None:
+    """The options of a run over TREC queries (quality, cost)."""
+    parser.add_argument("--strategies", default=",".join(strategies()),
+                        help="comma-separated; default every registered strategy")
+    parser.add_argument("--queries", type=int, default=queries,
+                        help=f"the first N queries of each set (default {queries or 'all'})")
+    parser.add_argument("--documents", type=int, default=100, help="BM25 candidates per query (at most 100)")
+    parser.add_argument("--concurrency", type=int, default=4, help="rerank requests in flight")
+    parser.add_argument("--request-timeout", type=float, default=300.0)
+
+
+def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    args.strategies = cli.comma_list(parser, args.strategies, "strategy", strategies())
 
 
 def strategies() -> list[str]:
