@@ -69,6 +69,8 @@ def create_app(
         yield
         if watcher is not None:
             watcher.cancel()
+        if public:
+            await holder.current.service.aclose()  # the Redis pool, if any
 
     app = Starlette(
         routes=table,

@@ -74,10 +74,38 @@ class ReliabilitySettings(_Section):
     breaker_max_cooldown_seconds: float = Field(60.0, gt=0)  # cooldown doubles per failed probe up to this
 
 
+# When set, selects the Redis backend with this URL, whatever [cache] says (containers need no config edit).
+REDIS_URL_ENV = "RERANK_GATEWAY_REDIS_URL"
+
+
 class CacheSettings(_Section):
     enabled: bool = True
     ttl_seconds: float = Field(3600, gt=0)
     max_entries: int = Field(10_000, gt=0)
+    # Who may be answered from a ranking another caller paid for: everyone ("global") or only the same API
+    # key ("key"). Unset: "key" when auth is on, so one tenant cannot learn from x-cache what another asked.
+    scope: Literal["global", "key"] | None = None
+    # "redis": replicas share cached rankings, single flight and per-key limits through Redis.
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = ""  # redis://[:password@]host:port/db; a password belongs in RERANK_GATEWAY_REDIS_URL
+    key_prefix: str = Field("rrgw", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # keys: <prefix>:v1:<sha256>
+    memory_ttl_seconds: float = Field(60, gt=0)  # with redis: how long a replica keeps a value in its own memory
+    redis_timeout_ms: float = Field(50, gt=0, le=5000)  # connect and each command; no retries
+    redis_max_connections: int = Field(64, ge=1)
+    redis_breaker_failures: int = Field(3, ge=1)  # consecutive Redis failures before it is skipped
+    redis_breaker_cooldown_seconds: float = Field(1.0, gt=0)  # then one probe; doubles per failed probe (max 30 s)
+    # While Redis is unreachable each replica enforces this share of every key's limits on its own.
+    local_limit_share: float = Field(1.0, gt=0, le=1)
+
+    def resolved_redis_url(self) -> str | None:
+        """The Redis URL in force, or None for the in-process backend."""
+        url = os.environ.get(REDIS_URL_ENV, "").strip()
+        if url:
+            return url
+        return self.redis_url.strip() if self.backend == "redis" else None
+
+    def effective_scope(self, auth_enabled: bool) -> str:
+        return self.scope or ("key" if auth_enabled else "global")
 
 
 class ListwiseSettings(_Section):

@@ -7,18 +7,24 @@ and the `RerankAnswer` (or a `GatewayError`) into a response.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.cache.base import DEFAULT_POLICY, CachePolicy, Deadline
 from gateway.cache.keys import cache_key
 from gateway.cache.memory import ResultCache
+from gateway.cache.redis import RedisTier
+from gateway.cache.redis_store import store_for
 from gateway.config import DEFAULT_MODEL, Settings
 from gateway.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, ModelUnavailable
 from gateway.ops.metrics import Metrics
-from gateway.strategies.base import Ranking, RankTask, Strategy
+from gateway.ops.ratelimit import KeyMeter, Reservation, SharedBuckets
+from gateway.strategies import wire
+from gateway.strategies.base import Ranking, RankTask, Strategy, TokenUsage
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
 from gateway.strategies.registry import build_strategies
 from gateway.strategies.scoring import fuse
@@ -41,6 +47,8 @@ class RerankQuery:
     token_budget: int | None = None  # per-document tokens, when the client set a budget
     timeout: float | None = None  # the client's deadline in seconds (body or header)
     fusion_weight: float | None = None
+    cache: CachePolicy = DEFAULT_POLICY  # what the client's Cache-Control allows
+    tenant: str | None = None  # the API key's name when auth is on (cache.scope = "key" keeps tenants apart)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,22 @@ class RankingResult:
     fallbacks: list[str] = field(default_factory=list)  # aliases other than the requested one that answered
 
 
+class ResultCodec:
+    """`RankingResult` as compact JSON for Redis (`gateway.strategies.wire`); never pickle."""
+
+    def encode(self, result: RankingResult) -> bytes:
+        fields = wire.ranking_fields(result.ranking)
+        return wire.encode({**fields, "prompt_version": result.prompt_version, "attempts": result.attempts,
+                            "retries": result.retries})
+
+    def decode(self, raw: bytes) -> RankingResult:
+        data = wire.decode(raw)
+        version, attempts, retries = data.get("prompt_version"), data.get("attempts", 0), data.get("retries", 0)
+        if not isinstance(version, str) or not all(type(n) is int and n >= 0 for n in (attempts, retries)):
+            raise ValueError("not a ranking result")
+        return RankingResult(data["ranking"], version, attempts, retries)
+
+
 class RerankService:
     """Everything one config needs to answer rerank requests."""
 
@@ -117,14 +141,21 @@ class RerankService:
             settings.reliability.retry_budget_ratio
         self.retry_budget = previous.retry_budget if previous and same_budget else \
             RetryBudget(settings.reliability.retry_budget_ratio)
-        if previous is not None and previous.settings.cache == settings.cache:
+        self.store = store_for(settings.cache, previous.store if previous else None,
+                               *((metrics.observe_redis, metrics.set_redis_breaker) if metrics else ()))
+        cache = settings.cache
+        self.shared_limits = SharedBuckets(self.store, cache.key_prefix) if self.store else None
+        if previous is not None and previous.settings.cache == cache and previous.store is self.store:
             self.cache: ResultCache[RankingResult] = previous.cache
         else:
+            shared = RedisTier(self.store, ResultCodec(), prefix=cache.key_prefix, ttl_seconds=cache.ttl_seconds) \
+                if self.store else None
             self.cache = ResultCache(
-                max_entries=settings.cache.max_entries,
-                ttl_seconds=settings.cache.ttl_seconds,
-                enabled=settings.cache.enabled,
+                max_entries=cache.max_entries,
+                ttl_seconds=min(cache.ttl_seconds, cache.memory_ttl_seconds) if shared else cache.ttl_seconds,
+                enabled=cache.enabled, shared=shared,
             )
+        self.cache_scope = cache.effective_scope(settings.auth.enabled)
 
     @classmethod
     def from_settings(
@@ -138,6 +169,21 @@ class RerankService:
         prompts_dir = Path(settings.prompts_dir) if settings.prompts_dir else default_prompts_dir()
         strategies = build_strategies(settings, load_prompts(prompts_dir))
         return cls(settings, models, strategies, previous, metrics)
+
+    def retire(self, successor: RerankService) -> None:
+        """`successor` serves from now on: release what it did not take over, once in-flight requests end."""
+        if self.store is not None and self.store is not successor.store:
+            self.store.retire()
+
+    async def aclose(self) -> None:
+        if self.store is not None:
+            await self.store.aclose()
+
+    def cache_status(self) -> dict[str, object]:
+        """For /ready: the cache backend and whether it is degraded (serving without Redis)."""
+        if self.store is None:
+            return {"backend": "memory", "state": "ok"}
+        return self.store.status()
 
     def availability_problems(self) -> tuple[list[str], list[str]]:
         """(errors, warnings) about models that cannot be called for lack of a key or base URL."""
@@ -161,12 +207,14 @@ class RerankService:
             raise ModelUnavailable(reason, param="model")
         return runtime
 
-    async def rerank(self, query: RerankQuery, *, arrived: float | None = None) -> RerankAnswer:
+    async def rerank(self, query: RerankQuery, *, arrived: float | None = None,
+                     meter: KeyMeter | None = None) -> RerankAnswer:
         """Rank, or answer from cache.
 
         The deadline is the client's `timeout` (or the configured default),
         capped by config, counted from `arrived` (time.monotonic() when the
-        request came in).
+        request came in). With a `meter` that limits tokens, a computation
+        reserves the strategy's estimate first and settles what its calls used.
         """
         model = self.resolve(query.model)
         mode = query.mode or model.settings.mode
@@ -199,28 +247,59 @@ class RerankService:
             query=query.query,
             instruction=query.instruction,
             documents=list(query.texts),
+            tenant=query.tenant if self.cache_scope == "key" else None,
         )
+        metered = meter is not None and meter.limits_tokens
+        reservation: Reservation | None = None
 
-        async def compute() -> tuple[RankingResult, bool]:
-            # Calls stop a little early, leaving time to answer within the deadline.
-            chat = RequestChat(chain, policy, self.retry_budget, deadline - 0.02,
-                               self._observe_attempt if self.metrics else None)
-            ranking = await strategy.rank(chat, task)
+        async def reserve() -> None:
+            nonlocal reservation
+            assert meter is not None
+            reservation = await meter.reserve_tokens(strategy.estimate_tokens(task))
+
+        async def compute(shared: Deadline) -> tuple[RankingResult, bool]:
+            # The first computation to run claims this request's reservation; its calls settle it.
+            claimed = reservation.claim() if reservation is not None else None
+            usage = TokenUsage(task.encoding) if metered else None
+            # Calls stop a little early, leaving time to answer within the deadline, which
+            # requests joining this computation may push later.
+            chat = RequestChat(chain, policy, self.retry_budget, lambda: shared.at - 0.02,
+                               self._observe_attempt if self.metrics else None, usage)
+            try:
+                with self._holding_store():
+                    ranking = await strategy.rank(chat, task)
+            finally:
+                if usage is not None and meter is not None:
+                    meter.settle(claimed, usage.tokens)
             self._raise_if_mostly_failed(ranking)
             fallbacks = sorted(set(chat.answered_by) - {model.alias})
             result = RankingResult(ranking, strategy.prompt_version, chat.attempts, chat.retries, fallbacks)
             # A ranking with failed calls or a stand-in model's answers is never cached.
             return result, not ranking.stats.failed_calls and not fallbacks
 
+        async def lookup(cache_policy: CachePolicy) -> tuple[RankingResult, bool]:
+            return await self.cache.get_or_compute(key, compute, deadline=deadline, policy=cache_policy,
+                                                   on_miss=reserve if metered else None)
+
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                result, hit = await self.cache.get_or_compute(key, compute)
+            with self._holding_store():
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    result, hit = await lookup(query.cache)
+                    if len(result.ranking.order) != len(query.texts):
+                        # A shared value that decodes but is not this request's: recompute and overwrite it.
+                        result, hit = await lookup(CachePolicy(read=False, write=query.cache.write))
         except TimeoutError:
             raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline") from None
+        finally:
+            if meter is not None:
+                meter.release(reservation)
         answer = self._answer(query, model, mode, result, hit)
         if self.metrics:
             self._observe(answer)
         return answer
+
+    def _holding_store(self) -> contextlib.AbstractContextManager[None]:
+        return self.store.hold() if self.store is not None else contextlib.nullcontext()
 
     def _observe_attempt(self, alias: str, seconds: float, failure: str | None) -> None:
         assert self.metrics is not None

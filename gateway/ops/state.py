@@ -17,8 +17,9 @@ class Gateway(Generic[S]):
 
     holder: ConfigHolder[S]
     metrics: Metrics
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: RateLimiter = field(init=False)
     gate: Gate = field(init=False)
 
     def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.metrics)
         self.gate = Gate(self.metrics)

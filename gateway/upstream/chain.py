@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from gateway.config import ReliabilitySettings
 from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -23,6 +24,17 @@ from gateway.upstream.resilience import CircuitBreaker, RetryBudget, backoff_del
 
 # (alias, seconds, failure kind or None): what metrics want to know of each attempt.
 AttemptObserver = Callable[[str, float, "str | None"], None]
+Deadline = float | Callable[[], float]  # time.monotonic(); a callable when waiters may push it later
+
+
+class UsageSink(Protocol):
+    """Told of every attempt that reached an upstream, for token accounting."""
+
+    def answered(self, request: ChatRequest, reply: ChatReply) -> None: ...
+
+    def cut(self, request: ChatRequest) -> None:
+        """The attempt was sent but cut off before an answer (timeout, deadline, cancellation)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -39,15 +51,21 @@ class RequestChat:
     """`ChatClient` for one request: a fallback chain under one deadline."""
 
     def __init__(self, chain: list[Upstream], policy: ReliabilitySettings, budget: RetryBudget,
-                 deadline: float, observe: AttemptObserver | None = None) -> None:
+                 deadline: Deadline, observe: AttemptObserver | None = None, usage: UsageSink | None = None) -> None:
         self.chain = chain
         self.observe = observe
+        self.usage = usage
         self.policy = policy
         self.budget = budget
-        self.deadline = deadline  # time.monotonic()
+        self._deadline = deadline if callable(deadline) else (lambda: deadline)
         self.attempts = 0
         self.retries = 0
         self.answered_by: Counter[str] = Counter()
+
+    @property
+    def deadline(self) -> float:
+        """time.monotonic() by which calls stop; read afresh, since a joining request may extend it."""
+        return self._deadline()
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -103,6 +121,8 @@ class RequestChat:
             # The client caps this at the model's own timeout.
             reply = await upstream.chat.complete(replace(request, timeout=remaining))
         except UpstreamError as exc:
+            if self.usage is not None and isinstance(exc, UpstreamTimeout):
+                self.usage.cut(request)
             if self.observe:
                 self.observe(upstream.alias, time.monotonic() - started, exc.code if exc.status is None
                              else f"http_{exc.status}")
@@ -114,6 +134,8 @@ class RequestChat:
                 upstream.breaker.record_success()
             raise
         except BaseException:
+            if self.usage is not None:
+                self.usage.cut(request)
             # Cut at the request's deadline, the upstream was too slow: that counts against it.
             # Otherwise (the client left, a bug) there is no verdict on its health.
             if time.monotonic() >= self.deadline:
@@ -124,6 +146,8 @@ class RequestChat:
         finally:
             upstream.slots.release()
         upstream.breaker.record_success()
+        if self.usage is not None:
+            self.usage.answered(request, reply)
         if self.observe:
             self.observe(upstream.alias, time.monotonic() - started, None)
         return reply
