@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream, Judge, ServerThread
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "sk-fake-upstream-key-0123456789"
@@ -48,14 +49,14 @@ NO_RETRIES = "[reliability]\nmax_attempts = 1\nbreaker_failure_threshold = 10000
 
 
 def write_config(path: Path, upstream_port: int, extra: str = NO_RETRIES,
-                 aliases: list[tuple[str, str, str, str]] = ALIASES, server: str = "") -> Path:
+                 aliases: list[tuple[str, str, str, str]] = ALIASES, server: str = "", cache: str = "") -> Path:
     """A config whose aliases call the fake upstream (unless their extra lines set api_base).
 
-    `extra` holds whole tables; `server` holds lines for the [server] table."""
+    `extra` holds whole tables; `server` and `cache` hold lines for the [server] and [cache] tables."""
     lines = [
         'default_model = "judge"',
         f"[server]\nmax_body_bytes = 200000\n{server}",
-        "[cache]\nenabled = true",
+        f"[cache]\nenabled = true\n{cache}",
         extra,
     ]
     for alias, fake_model, mode, more in aliases:
@@ -119,10 +120,10 @@ def start_gateway(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Callable[.
     started: list[GatewayProcess] = []
 
     def start(extra: str = NO_RETRIES, aliases: list[tuple[str, str, str, str]] = ALIASES,
-              env: dict[str, str] | None = None, server: str = "") -> GatewayProcess:
+              env: dict[str, str] | None = None, server: str = "", cache: str = "") -> GatewayProcess:
         n = len(started)
         config = write_config(tmp_path / f"config{n}.toml", upstream.port, extra, aliases,  # type: ignore[attr-defined]
-                              server)
+                              server, cache)
         process = GatewayProcess(config, tmp_path / f"gateway{n}.log", env)
         started.append(process)
         return process
@@ -158,3 +159,11 @@ def upstream_calls(upstream: FakeUpstream):  # noqa: ANN201
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server of this test's own on a free loopback port; killed after the test."""
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.config import ReliabilitySettings
 from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -118,8 +118,9 @@ class RequestChat:
         started = time.monotonic()
         try:
             self.attempts += 1
-            # The client caps this at the model's own timeout.
-            reply = await upstream.chat.complete(replace(request, timeout=remaining))
+            # The client caps the attempt at the model's own timeout; the request's deadline
+            # is watched here, since a request joining this computation may push it later.
+            reply = await self._before_deadline(upstream.chat.complete(replace(request, timeout=None)))
         except UpstreamError as exc:
             if self.usage is not None and isinstance(exc, UpstreamTimeout):
                 self.usage.cut(request)
@@ -151,6 +152,19 @@ class RequestChat:
         if self.observe:
             self.observe(upstream.alias, time.monotonic() - started, None)
         return reply
+
+    async def _before_deadline(self, call: Coroutine[Any, Any, ChatReply]) -> ChatReply:
+        task = asyncio.ensure_future(call)
+        try:
+            while True:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise UpstreamTimeout("the request's deadline passed during the call")
+                done, _ = await asyncio.wait({task}, timeout=remaining)
+                if done:
+                    return task.result()
+        finally:
+            task.cancel()
 
     def _retry_delay(self, upstream: Upstream, exc: UpstreamError, retry: int) -> float | None:
         """How long to wait before the next attempt, or None to give up on this upstream."""

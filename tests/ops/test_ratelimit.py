@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
+from gateway.cache.redis_store import RedisStore
 from gateway.errors import RateLimited
-from gateway.ops.ratelimit import RateLimiter
+from gateway.ops.ratelimit import RateLimiter, SharedBuckets
 
 
 def meter(now: list[float], requests: int = 0, tokens: int = 0):  # noqa: ANN201
@@ -68,3 +72,50 @@ async def test_keys_without_limits_reserve_nothing() -> None:
     limits = meter([0.0])
     await limits.admit()
     assert await limits.reserve_tokens(10**9) is None and limits.headers() == {}
+
+
+def shared_meter(url: str, requests: int = 0, tokens: int = 0, share: float = 1.0):  # noqa: ANN201
+    """One replica's meter: its own limiter and connection, the shared Redis (a timeout that a busy
+    test machine cannot trip: these tests are about counting, not about slowness)."""
+    store = RedisStore(url, timeout=0.5, max_connections=8, breaker_failures=2, breaker_cooldown=0.3)
+    return RateLimiter().meter("team", requests, tokens, SharedBuckets(store, "test"), share)
+
+
+@pytest.mark.anyio
+async def test_a_limit_holds_across_replicas_in_redis(redis_server) -> None:
+    replicas = [shared_meter(redis_server.url, requests=5) for _ in range(3)]
+    outcomes = []
+    for n in range(12):
+        try:
+            await replicas[n % 3].admit()
+            outcomes.append(True)
+        except RateLimited:
+            outcomes.append(False)
+    assert outcomes.count(True) == 5
+    assert 0 < int(redis_server.command("PTTL", "test:v1:rate:requests:team")) <= 61_000  # always a TTL
+
+
+@pytest.mark.anyio
+async def test_token_reservations_and_settlements_are_shared(redis_server) -> None:
+    a, b = shared_meter(redis_server.url, tokens=1000), shared_meter(redis_server.url, tokens=1000)
+    held = await a.reserve_tokens(700)
+    with pytest.raises(RateLimited):
+        await b.reserve_tokens(400)  # the other replica sees the reservation
+    a.settle(held.claim(), 200)  # 500 come back
+    await asyncio.sleep(0.05)  # settling runs in the background
+    assert await b.reserve_tokens(700) is not None
+
+
+@pytest.mark.anyio
+async def test_while_redis_is_down_each_replica_enforces_its_share_locally(redis_server) -> None:
+    meter = shared_meter(redis_server.url, requests=10, share=0.5)
+    redis_server.kill()
+    started = time.monotonic()
+    allowed = 0
+    for _ in range(8):
+        try:
+            await meter.admit()
+            allowed += 1
+        except RateLimited:
+            pass
+    assert allowed == 5 and time.monotonic() - started < 0.5  # never refused for Redis's sake, never slow
