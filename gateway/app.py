@@ -63,6 +63,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         warm_up()
+        store = holder.current.service.store
+        if public and store is not None and not await store.connect():
+            logger.warning("Redis at %s does not answer: serving without it until it does", store.status()["url"])
         watcher = None
         if public and holder.path is not None and holder.current.settings.server.watch_config:
             watcher = asyncio.create_task(watch(holder))

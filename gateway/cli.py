@@ -25,20 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="listen address (default: server.host from config)")
     serve.add_argument("--port", type=int, help="listen port (default: server.port from config)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="worker processes on the one port (default 1; share state through Redis)")
     check = commands.add_parser("check-config", help="validate a config file without serving")
     check.add_argument("path")
     hash_key = commands.add_parser("hash-key", help="print the sha256 of an API key for [[auth.keys]]")
     hash_key.add_argument("key", nargs="?", help="the key (default: read from stdin)")
     commands.add_parser("new-key", help="generate an API key and print it with its sha256")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper() if args.command == "serve" else "WARNING",
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # LiteLLM logs every call at INFO and price-map notes at WARNING; the
-    # gateway reports upstream failures itself.
-    logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    configure_logging(args.log_level if args.command == "serve" else "warning")
     try:
         if args.command == "serve":
-            return _serve(args.config, args.host, args.port, args.log_level)
+            if args.workers < 1:
+                parser.error("--workers must be at least 1")
+            return _serve(args.config, args.host, args.port, args.log_level, args.workers)
         if args.command == "check-config":
             return _check(Path(args.path))
     except ConfigError as exc:
@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         key = new_key()
         print(f"key:    {key}\nsha256: {digest(key)}")
     return 0
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # LiteLLM logs every call at INFO and price-map notes at WARNING; the
+    # gateway reports upstream failures itself.
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)
 
 
 def _check(path: Path) -> int:
@@ -73,7 +80,13 @@ def _check(path: Path) -> int:
     return 0
 
 
-def _serve(config: str | None, host: str | None, port: int | None, log_level: str) -> int:
+def _serve(config: str | None, host: str | None, port: int | None, log_level: str, workers: int = 1) -> int:
+    if workers > 1:
+        from gateway.ops.reload import read_config
+        from gateway.supervisor import run
+
+        server = read_config(Path(config) if config else None)[0].server
+        return run(config, host or server.host, port if port is not None else server.port, log_level, workers)
     from gateway.app import build_gateway
     from gateway.server import serve
 

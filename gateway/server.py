@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Generator
 
 import uvicorn
@@ -29,7 +30,10 @@ class _Server(uvicorn.Server):
         yield  # signals are handled once for all servers, in serve()
 
 
-async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level: str) -> None:
+async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level: str,
+                sockets: list[socket.socket] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. `sockets` (a worker of `serve --workers N`): the listening sockets the
+    supervisor bound, the main port's first, then the admin port's when it has one."""
     settings = gateway.holder.current.settings.server
     apps = [(create_app(gateway, admin_routes=not settings.admin_port), port)]
     if settings.admin_port:
@@ -39,6 +43,7 @@ async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level
                                timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds)))
         for app, p in apps
     ]
+    listening = [[sock] for sock in sockets] if sockets else [None] * len(servers)
     loop = asyncio.get_running_loop()
 
     def stop(sig: signal.Signals) -> None:
@@ -68,7 +73,7 @@ async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level
         loop.add_signal_handler(sig, stop, sig)
     loop.add_signal_handler(signal.SIGHUP, reload)
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        await asyncio.gather(*(server.serve(sockets=socks) for server, socks in zip(servers, listening, strict=True)))
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

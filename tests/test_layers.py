@@ -1,6 +1,7 @@
 """The package is layered, and imports only go down (docs/architecture.md).
 
-    entry       app, server, cli, __main__   assemble and run everything
+    entry       app, server, supervisor,     assemble and run everything
+                cli, __main__
     http        gateway.http.*               bodies in, JSON out; knows HTTP, nothing else does
     service     gateway.service              the use case: query in, answer out
     strategies  gateway.strategies.*         ranking methods, prompts, parsing, scoring
@@ -27,7 +28,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 RANKS = {"ground": 0, "upstream": 1, "cache": 1, "strategies": 2, "ops": 2, "service": 3, "http": 4, "entry": 5}
 SUBPACKAGES = {"http", "strategies", "upstream", "cache", "ops"}
 GROUND = {"config", "errors", "offline", "breaker", "__init__"}
-ENTRY = {"app", "server", "cli", "__main__"}
+ENTRY = {"app", "server", "supervisor", "cli", "__main__"}
 
 
 def layer(module: str) -> str:

@@ -116,6 +116,13 @@ class RedisStore:
             self._report_state()
             self._close_if_idle()
 
+    async def connect(self) -> bool:
+        """Open a first connection before traffic arrives (start-up), so no request pays for it."""
+        try:
+            return bool(await self.run("ping", lambda r: r.ping()))
+        except StoreUnavailable:
+            return False
+
     def _failed(self, op: str, started: float, kind: str, exc: BaseException, counts: bool) -> None:
         if counts:
             self.breaker.record_failure()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic
 
@@ -19,6 +20,8 @@ class Gateway(Generic[S]):
     metrics: Metrics
     limiter: RateLimiter = field(init=False)
     gate: Gate = field(init=False)
+    # Under `serve --workers N`: asks the supervisor to reload every other worker too.
+    reload_siblings: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.metrics)
