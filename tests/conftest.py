@@ -81,20 +81,21 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 start_seconds: float = 60) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.config = config
         env = {**os.environ, "FAKE_UPSTREAM_KEY": FAKE_KEY, "NO_PROXY": "127.0.0.1,localhost", **(env or {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(self.port)],
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(self.port), *args],
             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )
-        self._wait_healthy()
+        self._wait_healthy(start_seconds)
 
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 60
+    def _wait_healthy(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.log.read_text()}")

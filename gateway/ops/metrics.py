@@ -71,9 +71,11 @@ class Metrics:
         self._config_labels: tuple[str, str] | None = None
 
     def set_config(self, version: int, digest: str, loaded_at: float) -> None:
-        if self._config_labels is not None and multiprocess_dir():
-            self.config_info.labels(*self._config_labels).set(0)  # its file keeps the last value written
-        self.config_info.clear()
+        if self._config_labels is not None:
+            if multiprocess_dir():  # a worker's file keeps the last value written: zero it
+                self.config_info.labels(*self._config_labels).set(0)
+            else:
+                self.config_info.remove(*self._config_labels)
         self._config_labels = (str(version), digest)
         self.config_info.labels(*self._config_labels).set(1)
         self.reload_time.set(loaded_at)
