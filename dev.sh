@@ -58,6 +58,18 @@ setup() {
     fi
 }
 
+# The Redis tests start their own redis-server on a free loopback port; Debian packages it.
+ensure_redis_server() {
+    command -v redis-server >/dev/null 2>&1 && return
+    echo "installing redis-server (Debian package) for the Redis tests ..." >&2
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            redis-server; } >/dev/null 2>&1 || true
+    fi
+    command -v redis-server >/dev/null 2>&1 ||
+        echo "redis-server could not be installed (needs root and apt-get): the Redis tests will be skipped" >&2
+}
+
 # Tests and local upstreams live on loopback; a proxy in the environment must not capture them.
 export NO_PROXY="127.0.0.1,localhost,::1${NO_PROXY:+,$NO_PROXY}"
 export no_proxy="$NO_PROXY"
@@ -67,6 +79,6 @@ cmd=${1:-}
 case "$cmd" in
     setup) setup ;;
     serve) setup; exec "$VENV/bin/rerank-gateway" serve "$@" ;;
-    test) setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+    test) setup; ensure_redis_server; exec "$VENV/bin/python" -m pytest "$@" ;;
     *) echo "usage: ./dev.sh {serve|test|setup} [args...]" >&2; exit 2 ;;
 esac

@@ -27,6 +27,8 @@ DEPLOY_CONFIG = ROOT / "deploy" / "config.toml"
 def manifests() -> dict[str, dict]:
     found = {}
     for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
             found[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
     return found
@@ -75,8 +77,9 @@ def test_the_images_start_command_serves_the_shipped_config(tmp_path: Path) -> N
     config.write_text(DEPLOY_CONFIG.read_text().replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
                       .replace("port = 8080", f"port = {port}"))
     executable = Path(sys.executable).with_name(command[0])
-    process = subprocess.Popen([str(executable), *command[1:]], env={**os.environ, "RERANK_GATEWAY_CONFIG": str(config)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    env = {**os.environ, "RERANK_GATEWAY_CONFIG": str(config)}
+    process = subprocess.Popen([str(executable), *command[1:]], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
         while True:
