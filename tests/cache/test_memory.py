@@ -9,6 +9,17 @@ from gateway.cache.keys import cache_key
 from gateway.cache.memory import ResultCache
 
 
+def numbered():  # noqa: ANN201
+    """A computation that answers 1, 2, 3, ... and the list of its calls."""
+    calls: list[int] = []
+
+    async def compute(deadline: Deadline) -> tuple[int, bool]:
+        calls.append(1)
+        return len(calls), True
+
+    return compute, calls
+
+
 def test_key_is_canonical_and_covers_every_part() -> None:
     assert cache_key(a=1, b=[1, 2]) == cache_key(b=[1, 2], a=1)
     assert cache_key(query="q", documents=["a", "b"]) != cache_key(query="q", documents=["b", "a"])
@@ -101,13 +112,7 @@ def test_entries_expire_and_the_least_recently_used_is_evicted() -> None:
 @pytest.mark.anyio
 async def test_disabled_cache_always_computes() -> None:
     cache: ResultCache[int] = ResultCache(max_entries=10, ttl_seconds=60, enabled=False)
-    calls = 0
-
-    async def compute(deadline: Deadline) -> tuple[int, bool]:
-        nonlocal calls
-        calls += 1
-        return calls, True
-
+    compute, _ = numbered()
     assert await cache.get_or_compute("k", compute) == (1, False)
     assert await cache.get_or_compute("k", compute) == (2, False)
 
@@ -157,18 +162,12 @@ async def test_a_joiner_keeps_its_own_deadline() -> None:
 @pytest.mark.anyio
 async def test_no_cache_recomputes_and_stores_and_no_store_does_neither() -> None:
     cache: ResultCache[int] = ResultCache(max_entries=10, ttl_seconds=60)
-    calls = 0
-
-    async def compute(deadline: Deadline) -> tuple[int, bool]:
-        nonlocal calls
-        calls += 1
-        return calls, True
-
+    compute, calls = numbered()
     assert await cache.get_or_compute("k", compute) == (1, False)
     assert await cache.get_or_compute("k", compute, policy=CachePolicy(read=False, write=True)) == (2, False)
     assert await cache.get_or_compute("k", compute) == (2, True)
     assert await cache.get_or_compute("k", compute, policy=CachePolicy(read=False, write=False)) == (3, False)
-    assert cache.get("k") == 2 and calls == 3
+    assert cache.get("k") == 2 and len(calls) == 3
 
 
 @pytest.mark.anyio
