@@ -55,8 +55,7 @@ def replicas(upstream: harness.Server, workdir: Path, backend: str, redis: Redis
     servers = []
     try:
         for n in range(count):
-            home = workdir / f"{backend}-{workers}-{n}"
-            home.mkdir()
+            home = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{backend}-{workers}w-{n}-"))
             config = harness.write_config(home / "config.toml", upstream.port, cache=True, extra=EXTRA)
             config.write_text(config.read_text().replace("[cache]\nenabled = true", cache))
             port = harness.free_port()
