@@ -40,6 +40,14 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 """
+# The value if there is one, else the lock if it is free: one atomic step, so a replica that missed just
+# before another published cannot take the freed lock and compute the key again.
+_CLAIM = """
+local value = redis.call('GET', KEYS[1])
+if value then return {1, value} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
+return {0, ''}
+"""
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 
@@ -61,6 +69,7 @@ class RedisTier(Generic[T]):
         self._publish = store.client.register_script(_PUBLISH)
         self._unlock = store.client.register_script(_UNLOCK)
         self._renew = store.client.register_script(_RENEW)
+        self._claim = store.client.register_script(_CLAIM)
         self._background: set[asyncio.Task[None]] = set()
 
     def value_key(self, key: str) -> str:
@@ -94,17 +103,20 @@ class RedisTier(Generic[T]):
             await self.store.run("set", lambda r: r.set(self.value_key(key), data, px=self.ttl_ms))
 
     async def fill(self, key: str, compute: Compute[T], deadline: Deadline, write: bool) -> tuple[T, bool, bool]:
-        found = await self.get(key)
-        if found is not None:
-            return found, True, True
         token = secrets.token_hex(16)
+        keys, args = [self.value_key(key), self.lock_key(key)], [token, LOCK_TTL_MS]
         for _ in range(MAX_LOCK_TRIES):
             try:
-                locked = await self.store.run(
-                    "lock", lambda r: r.set(self.lock_key(key), token, nx=True, px=LOCK_TTL_MS))
+                outcome, raw = await self.store.run("claim", lambda r: self._claim(keys=keys, args=args, client=r))
             except StoreUnavailable:
                 break
-            if locked:
+            if outcome == 1:
+                found = self._decode(key, raw)
+                if found is not None:
+                    return found, True, True
+                # A bad value: overwrite it with a computation of our own (unlocked, like a miss without Redis).
+                break
+            if outcome == 2:
                 return await self._compute_locked(key, compute, deadline, write, token)
             found, lock_gone = await self._wait(key, deadline)
             if found is not None:
