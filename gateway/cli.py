@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -21,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--config", default=os.environ.get("RERANK_GATEWAY_CONFIG"),
-                       help="config.toml to load (default: $RERANK_GATEWAY_CONFIG, else embedded defaults)")
+                       help="config file to load (default: $RERANK_GATEWAY_CONFIG, else ./config.toml when it "
+                            "exists, else the embedded defaults)")
     serve.add_argument("--host", help="listen address (default: server.host from config)")
     serve.add_argument("--port", type=int, help="listen port (default: server.port from config)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("path")
     hash_key = commands.add_parser("hash-key", help="print the sha256 of an API key for [[auth.keys]]")
     hash_key.add_argument("key", nargs="?", help="the key (default: read from stdin)")
-    commands.add_parser("new-key", help="generate an API key and print it with its sha256")
+    make_key = commands.add_parser("new-key", help="generate an API key; print it and its [auth] keys entry")
+    make_key.add_argument("--name", default="my-app", help="the key's name in config and logs (default: my-app)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper() if args.command == "serve" else "WARNING",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -49,10 +52,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "hash-key":
         key = args.key if args.key is not None else sys.stdin.readline().strip()
+        if not key.strip():
+            # The hash of "" is a valid-looking entry that any client sending an empty bearer could match.
+            print("rerank-gateway: hash-key: the key is empty; pass a key (or pipe one on stdin)", file=sys.stderr)
+            return 2
         print(digest(key))
     else:
         key = new_key()
-        print(f"key:    {key}\nsha256: {digest(key)}")
+        print(f"key:    {key}\nsha256: {digest(key)}\n"
+              f"# give the key to the client; paste this line into keys = [...] under [auth] in config.toml:\n"
+              f"{{name = {json.dumps(args.name)}, sha256 = \"{digest(key)}\"}},")
     return 0
 
 
@@ -73,11 +82,20 @@ def _check(path: Path) -> int:
     return 0
 
 
+def config_path(given: str | None) -> Path | None:
+    """The file `serve` loads: the one given, else ./config.toml when it exists, else None (embedded)."""
+    if given:
+        return Path(given)
+    local = Path("config.toml")
+    return local if local.is_file() else None
+
+
 def _serve(config: str | None, host: str | None, port: int | None, log_level: str) -> int:
     from gateway.app import build_gateway
     from gateway.server import serve
 
-    gateway = build_gateway(Path(config) if config else None)
+    path = config_path(config)
+    gateway = build_gateway(path)
     generation = gateway.holder.current
     settings, service = generation.settings, generation.service
     host = host or settings.server.host
@@ -92,6 +110,11 @@ def _serve(config: str | None, host: str | None, port: int | None, log_level: st
         __version__, host, port, default.alias, default.settings.litellm_model, default.settings.mode,
         f" because {'; '.join(passed_over)}" if passed_over else "", ", ".join(service.models),
     )
+    if path is None:
+        logger.info("config: the embedded defaults (no --config, $RERANK_GATEWAY_CONFIG or ./config.toml)")
+    else:
+        watching = "watched for changes" if settings.server.watch_config else "reload with SIGHUP or /admin/reload"
+        logger.info("config: %s (%s)", path.resolve(), watching)
     reason = default.chat.unavailable_reason()
     if reason:
         logger.warning("the default model cannot be called yet: %s", reason)

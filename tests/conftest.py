@@ -80,15 +80,20 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    """`python -m gateway serve` on a free port; `config=None` passes no --config (serve picks), from `cwd`."""
+
+    def __init__(self, config: Path | None, log: Path, env: dict[str, str] | None = None,
+                 cwd: Path = ROOT) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.config = config
         env = {**os.environ, "FAKE_UPSTREAM_KEY": FAKE_KEY, "NO_PROXY": "127.0.0.1,localhost", **(env or {})}
+        env.setdefault("PYTHONPATH", str(ROOT))
+        config_args = ["--config", str(config)] if config is not None else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "gateway", "serve", *config_args, "--port", str(self.port)],
+            cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )
         self._wait_healthy()
 
