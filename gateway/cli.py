@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             return _check(Path(args.path))
     except ConfigError as exc:
-        print(f"rerank-gateway: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"rerank-gateway: {problem}", file=sys.stderr)
         return 2
     from gateway.ops.auth import hash_key as digest
     from gateway.ops.auth import new_key
@@ -66,18 +67,43 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(path: Path) -> int:
-    from gateway.ops.reload import read_config
-    from gateway.service import RerankService
+    """Every problem in one pass: the schema, the prompt files, and whether a default model can be called."""
+    import hashlib
 
-    settings, digest = read_config(path)
-    service = RerankService.from_settings(settings)
-    errors, warnings = service.availability_problems()
+    from gateway.config import read_toml, validate_settings
+    from gateway.service import RerankService
+    from gateway.strategies.prompts import default_prompts_dir, load_prompts
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    data = read_toml(raw, path)
+    settings, problems = validate_settings(data, path)
+    prompts_dir = data.get("prompts_dir") if settings is None else settings.prompts_dir
+    prompts_dir = path.parent / prompts_dir if isinstance(prompts_dir, str) else default_prompts_dir()
+    try:
+        load_prompts(prompts_dir)
+    except ConfigError as exc:
+        problems += exc.problems
+    warnings: list[str] = []
+    service = None
+    if settings is not None and not problems:
+        try:
+            service = RerankService.from_settings(settings)
+        except ConfigError as exc:
+            problems += [f"{path}: {problem}" for problem in exc.problems]
+        else:
+            errors, warnings = service.availability_problems()
+            problems += [f"{path}: {error}" for error in errors]
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
-    for line in errors:
-        print(f"rerank-gateway: {path}: {line}", file=sys.stderr)
-    if errors:
+    for line in problems:
+        print(f"rerank-gateway: {line}", file=sys.stderr)
+    if problems or service is None:
+        print(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}", file=sys.stderr)
         return 2
+    digest = hashlib.sha256(raw).hexdigest()[:16]
     print(f"{path}: ok (hash {digest}, default model {service.default_alias}, models: {', '.join(service.models)})")
     return 0
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.validation_messages import plain_error
 
 Mode = Literal["listwise", "pointwise"]
 
@@ -89,7 +92,8 @@ class ListwiseSettings(_Section):
     @model_validator(mode="after")
     def _step_fits_window(self) -> ListwiseSettings:
         if self.step >= self.window:
-            raise ValueError("step must be smaller than window, or windows would not overlap")
+            raise ValueError(f"step must be smaller than window, or windows would not overlap "
+                             f"(step = {self.step}, window = {self.window})")
         return self
 
 
@@ -180,6 +184,10 @@ class Settings(_Section):
     # An alias, or a list: the first alias that can be called (its key is set) is the default.
     default_model: str | list[str] = Field(default_factory=lambda: ["gpt-4-turbo-preview", "local"])
     prompts_dir: str | None = None  # the prompts/ shipped with the gateway when unset
+    # [models.*] and [model_names] extend the built-in ones (a table named like a built-in alias
+    # replaces that alias whole); false drops the built-in aliases, so only the file's own exist
+    # (the built-in [model_names], which map client names to the default, stay).
+    builtin_models: bool = True
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
@@ -191,22 +199,16 @@ class Settings(_Section):
     # Client-side model name (exact, or a glob such as "rerank-*") -> model alias.
     model_names: dict[str, str] = Field(default_factory=_default_model_names)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _extend_builtins(cls, data: Any) -> Any:
+        return with_builtins(data)
+
     @model_validator(mode="after")
     def _aliases_exist(self) -> Settings:
-        if not self.default_candidates:
-            raise ValueError("default_model must name at least one alias")
-        for candidate in self.default_candidates:
-            if candidate not in self.models:
-                raise ValueError(f"default_model {candidate!r} is not one of the [models] aliases")
-        if DEFAULT_MODEL in self.models:
-            raise ValueError(f"{DEFAULT_MODEL!r} is reserved in model_names and cannot be a model alias")
-        for name, target in self.model_names.items():
-            if target != DEFAULT_MODEL and target not in self.models:
-                raise ValueError(f"model_names[{name!r}] = {target!r} is not one of the [models] aliases")
-        for alias, model in self.models.items():
-            for fallback in model.fallbacks:
-                if fallback not in self.models or fallback == alias:
-                    raise ValueError(f"models.{alias}.fallbacks: {fallback!r} is not another [models] alias")
+        problems = cross_field_problems(self.default_model, self.models, self.model_names)
+        if problems:
+            raise ValueError("; ".join(f"{key}: {reason}" for key, reason in problems))
         return self
 
     @property
@@ -228,8 +230,65 @@ class Settings(_Section):
         return target
 
 
+def with_builtins(data: Any) -> Any:
+    """A file's settings with the built-in aliases and model names added, unless `builtin_models = false`.
+
+    The file's own entries come first (its globs are tried before the built-in ones) and win on a
+    name clash; a [models.X] table is complete by itself, never merged key by key with a built-in X.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    data = dict(data)
+    models, names = data.get("models", {}), data.get("model_names", {})
+    if isinstance(models, Mapping) and data.get("builtin_models", True) is not False:
+        data["models"] = {**_default_models(), **models}
+    if isinstance(names, Mapping):
+        data["model_names"] = {**names, **{k: v for k, v in _default_model_names().items() if k not in names}}
+    return data
+
+
+def cross_field_problems(default_model: Any, models: Any, model_names: Any) -> list[tuple[str, str]]:
+    """(key, reason) for every reference to an alias that does not exist; reads unvalidated data too."""
+    aliases = set(models) if isinstance(models, Mapping) else set()
+    have = ", ".join(sorted(aliases)) or "none"
+    problems = []
+    candidates = [default_model] if isinstance(default_model, str) else default_model
+    if isinstance(candidates, list):
+        if not candidates:
+            problems.append(("default_model", "must name at least one alias"))
+        for candidate in candidates:
+            if isinstance(candidate, str) and candidate not in aliases:
+                problems.append(("default_model", f"{candidate!r} is not a [models] alias (aliases: {have})"
+                                 + ("; builtin_models = false leaves only the file's own [models.*] tables"
+                                    if candidate in _default_models() else "")))
+    if DEFAULT_MODEL in aliases:
+        problems.append((f"models.{DEFAULT_MODEL}", f"{DEFAULT_MODEL!r} is reserved in model_names; "
+                                                    "rename this alias"))
+    for name, target in (model_names.items() if isinstance(model_names, Mapping) else ()):
+        if isinstance(target, str) and target != DEFAULT_MODEL and target not in aliases:
+            problems.append((f"model_names.{name}", f"{target!r} is not a [models] alias (aliases: {have}), "
+                                                    f"nor {DEFAULT_MODEL!r}"))
+    for alias, model in (models.items() if isinstance(models, Mapping) else ()):
+        fallbacks = model.fallbacks if isinstance(model, ModelSettings) else \
+            model.get("fallbacks", []) if isinstance(model, Mapping) else []
+        for fallback in fallbacks if isinstance(fallbacks, list) else []:
+            if fallback not in aliases or fallback == alias:
+                problems.append((f"models.{alias}.fallbacks", f"{fallback!r} is not another [models] alias"))
+    return problems
+
+
 class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file, key and reason."""
+    """A config file that cannot be used; the message names the file, key and reason.
+
+    `problems` holds one line per problem (the message joins them)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+def config_error(problems: list[str]) -> ConfigError:
+    return ConfigError("; ".join(problems), problems)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -244,20 +303,58 @@ def load_settings(path: str | Path | None = None) -> Settings:
     return parse_settings(raw, path)
 
 
-def parse_settings(raw: bytes, path: Path) -> Settings:
-    """Validate the bytes of a config file; errors name `path`, the key and the reason."""
+def read_toml(raw: bytes, path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def parse_settings(raw: bytes, path: Path) -> Settings:
+    """Validate the bytes of a config file; every problem is reported at once, each with file, key and reason."""
+    settings, problems = validate_settings(read_toml(raw, path), path)
+    if settings is None:
+        raise config_error(problems)
+    return settings
+
+
+def validate_settings(data: dict[str, Any], path: Path) -> tuple[Settings | None, list[str]]:
+    """(settings, []) or (None, every problem as "file: key: reason" in plain words)."""
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+        merged = with_builtins(data)
+        problems = [f"{path}: {key}: {reason}" for key, reason in cross_field_problems(
+            merged.get("default_model", ["gpt-4-turbo-preview", "local"]), merged.get("models", {}),
+            merged.get("model_names", {}))]
+        # Cross-field errors (loc ()) were just listed with their keys; the rest are field errors.
+        problems += [f"{path}: {key}: {reason}" for key, reason in
+                     dict.fromkeys(plain_error(err, _known_keys) for err in exc.errors() if err["loc"])]
+        return None, problems
     if settings.prompts_dir and not Path(settings.prompts_dir).is_absolute():
         # Relative prompt directories are relative to the config file, not the cwd.
         settings = settings.model_copy(update={"prompts_dir": str(path.parent / settings.prompts_dir)})
-    return settings
+    return settings, []
+
+
+def _known_keys(loc: list[Any]) -> list[str]:
+    """The keys the table at `loc` accepts (empty when it is not a fixed-schema table)."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is Settings and part == "models":
+            model = dict
+            continue
+        if model is dict:
+            model = ModelSettings
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        model = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []

@@ -27,7 +27,7 @@ def test_a_bad_config_stops_start_up_with_a_precise_message(tmp_path: Path) -> N
     path.write_text("[listwise]\nwindow = 5\nstep = 9")
     result = run_cli("serve", "--config", str(path))
     assert result.returncode == 2
-    assert f"{path}: listwise: Value error, step must be smaller than window" in result.stderr
+    assert f"{path}: listwise: step must be smaller than window" in result.stderr
 
 
 def test_console_script_is_installed() -> None:
