@@ -59,6 +59,7 @@ def create_app(
             Route("/metrics", routes.metrics, methods=["GET"]),
         ]
     holder = gateway.holder
+    gateway.metrics.watch_local_model(lambda: holder.current.service.local_model_status())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -144,6 +144,12 @@ def _serve(config: str | None, host: str | None, port: int | None, log_level: st
     reason = default.chat.unavailable_reason()
     if reason:
         logger.warning("the default model cannot be called yet: %s", reason)
+    elif default.settings.embedded:
+        logger.warning(
+            "answers come from the embedded demo model %s: it works offline with no key, but ranks about as "
+            "well as BM25 on TREC DL, no better (each answer's meta.warnings says so too); set OPENAI_API_KEY "
+            "or OPENAI_BASE_URL, or configure a hosted model in config.toml, for real rankings",
+            default.settings.litellm_model)
     asyncio.run(serve(gateway, host, port, log_level))
     return 0
 

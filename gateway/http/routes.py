@@ -119,7 +119,11 @@ async def ready(request: Request) -> Response:
     gateway: Gateway[RerankService] = request.app.state.gateway
     if gateway.holder.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
-    return JSONResponse({"status": "ready", "config_version": gateway.holder.current.version})
+    body: dict[str, Any] = {"status": "ready", "config_version": gateway.holder.current.version}
+    local = gateway.holder.current.service.local_model_status()
+    if local is not None:  # the embedded model's worker: calls waiting, running, finished, cancelled
+        body["local_model"] = local
+    return JSONResponse(body)
 
 
 async def metrics(request: Request) -> Response:

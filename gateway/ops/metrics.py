@@ -6,6 +6,8 @@ configured aliases (or "unknown"), statuses are HTTP codes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -46,6 +48,22 @@ class Metrics:
         self.config_info = Gauge("rerank_gateway_config_info", "The active config (value 1)",
                                  ["version", "hash"], registry=r)
         self.reload_ok.set(1)
+        # The embedded model's worker queue (0 when no embedded model is in use); see watch_local_model.
+        self.local_queued = Gauge("rerank_gateway_local_model_queued", "Embedded-model calls waiting", registry=r)
+        self.local_running = Gauge("rerank_gateway_local_model_running", "Embedded-model calls running (0/1)",
+                                   registry=r)
+        self.local_cancelled = Gauge("rerank_gateway_local_model_cancelled",
+                                     "Embedded-model calls dropped or stopped because their caller left "
+                                     "(since start)", registry=r)
+
+    def watch_local_model(self, status: Callable[[], Mapping[str, int] | None]) -> None:
+        """Read the embedded model's queue from `status()` at every scrape."""
+        def read(name: str) -> Callable[[], float]:
+            return lambda: float((status() or {}).get(name, 0))
+
+        self.local_queued.set_function(read("queued"))
+        self.local_running.set_function(read("running"))
+        self.local_cancelled.set_function(read("cancelled"))
 
     def set_config(self, version: int, digest: str, loaded_at: float) -> None:
         self.config_info.clear()

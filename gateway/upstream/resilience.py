@@ -116,3 +116,13 @@ class CircuitBreaker:
     def release_probe(self) -> None:
         """A probe that ended without a verdict (cancelled) frees the slot."""
         self.probing = False
+
+
+class NeverOpen(CircuitBreaker):
+    """The breaker of an in-process model: slowness there is load, not an outage, so it never opens."""
+
+    def __init__(self) -> None:
+        super().__init__(threshold=1, cooldown=1.0)
+
+    def record_failure(self) -> None:
+        self.failures += 1

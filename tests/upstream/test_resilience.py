@@ -123,3 +123,25 @@ async def test_attempt_timeouts_never_exceed_the_deadline() -> None:
 
     await chat(upstream("a", handler), seconds=0.5).complete(REQUEST)
     assert seen[0] is not None and seen[0] <= 0.5
+
+
+def test_the_embedded_models_breaker_never_opens() -> None:
+    from gateway.upstream.resilience import NeverOpen
+
+    breaker = NeverOpen()
+    for _ in range(100):  # slow answers cut at deadlines: load on the machine, not an outage
+        breaker.record_failure()
+    assert breaker.state == "closed" and breaker.allow() and breaker.retry_after() == 0.0
+
+
+def test_upstreams_give_embedded_models_a_breaker_that_never_opens() -> None:
+    from gateway.config import Settings
+    from gateway.upstream.chat import MockChatClient
+    from gateway.upstream.resilience import NeverOpen
+    from gateway.upstream.runtime import ModelRuntime, Upstreams
+
+    settings = Settings()
+    models = {alias: ModelRuntime(alias, s, MockChatClient(lambda r: None)) for alias, s in settings.models.items()}
+    upstreams = Upstreams(settings, models)  # type: ignore[arg-type]
+    assert isinstance(upstreams.by_alias["local"].breaker, NeverOpen)
+    assert not isinstance(upstreams.by_alias["gpt-4-turbo-preview"].breaker, NeverOpen)
