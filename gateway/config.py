@@ -176,6 +176,9 @@ def _default_models() -> dict[str, ModelSettings]:
             # first 20 (the rest keep the caller's order) within a minute (docs/local-model.md).
             max_ranked_documents=20,
             request_timeout_seconds=60.0,
+            # One thread: measured under contention (load 8-12 on 2 cores) a pointwise document took
+            # 2-17 s with 1 thread and 11-44 s with 2, whose threads wait on each other.
+            n_threads=1,
             # Alone it ranks below BM25 on DL19 (45.1 vs 50.6 nDCG@10); blended half and half
             # with the caller's first-stage order it edges above (52.0).
             fusion_weight=0.5,

@@ -106,7 +106,8 @@ async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(build_openapi(RERANK_PATHS))
+    served = {getattr(route, "path", "") for route in request.app.routes}
+    return JSONResponse(build_openapi(RERANK_PATHS, served))
 
 
 async def health(request: Request) -> Response:
