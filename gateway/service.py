@@ -170,6 +170,14 @@ class RerankService:
         return None
 
     def resolve(self, name: str | None) -> ModelRuntime:
+        runtime = self.lookup(name)
+        reason = runtime.chat.unavailable_reason()
+        if reason:
+            raise ModelUnavailable(reason, param="model")
+        return runtime
+
+    def lookup(self, name: str | None) -> ModelRuntime:
+        """The alias a client's model name means, callable or not."""
         alias = self.settings.resolve_model(name)
         if alias == DEFAULT_MODEL:
             alias = self.default_alias
@@ -178,9 +186,6 @@ class RerankService:
             raise ModelNotFound(
                 f"model {name!r} not found; configured models: {', '.join(self.models)}", param="model"
             )
-        reason = runtime.chat.unavailable_reason()
-        if reason:
-            raise ModelUnavailable(reason, param="model")
         return runtime
 
     async def rerank(self, query: RerankQuery, *, arrived: float | None = None) -> RerankAnswer:
@@ -191,33 +196,45 @@ class RerankService:
         When the model cannot be reached and has a `request_fallback`, that alias answers the
         whole request instead, under the same deadline.
         """
-        model = self.resolve(query.model)
-        policy = self.settings.reliability
-        budget = min(query.timeout or model.settings.request_timeout_seconds or policy.request_timeout_seconds,
-                     policy.max_request_timeout_seconds)
-        deadline = (arrived or time.monotonic()) + budget
+        model = self.lookup(query.model)
+        arrived = arrived or time.monotonic()
+        budget = self._budget(query, model)
+        deadline = arrived + budget
         try:
+            if reason := model.chat.unavailable_reason():  # no key here: as unreachable as an outage
+                raise ModelUnavailable(reason, param="model")
             answer = await self._rank(model, query, deadline, budget)
-        except UpstreamError as exc:
+        except (UpstreamError, ModelUnavailable) as exc:
             fallback = self._request_fallback(model, exc)
             if fallback is None:
                 raise
             logger.warning("model %s could not answer (%s); the whole request goes to %s", model.alias,
                            exc.message, fallback.alias)
+            budget = self._budget(query, fallback)  # its own deadline too, unless the client set one
             try:
-                answer = await self._rank(fallback, replace(query, mode=None), deadline, budget,
+                answer = await self._rank(fallback, replace(query, mode=None), arrived + budget, budget,
                                           instead_of=(model.alias, exc.message))
-            except GatewayError:
+            except GatewayError as failed:
+                logger.warning("the request fallback %s failed too: %s", fallback.alias, failed.message)
                 raise exc from None
         if self.metrics:
             self._observe(answer)
         return answer
 
-    def _request_fallback(self, model: ModelRuntime, error: UpstreamError) -> ModelRuntime | None:
+    def _budget(self, query: RerankQuery, model: ModelRuntime) -> float:
+        """Seconds the request may take: the client's, else the model's, else the default; capped."""
+        policy = self.settings.reliability
+        return min(query.timeout or model.settings.request_timeout_seconds or policy.request_timeout_seconds,
+                   policy.max_request_timeout_seconds)
+
+    def _request_fallback(self, model: ModelRuntime, error: GatewayError) -> ModelRuntime | None:
         """The alias that takes over a request `model` could not answer: only when its upstream is
-        unreachable or failing (not for a 4xx such as a bad key), and only if it can be called."""
+        unreachable, failing or has no key here (not for a 4xx such as a refused key), and only if
+        the fallback itself can be called."""
         name = model.settings.request_fallback
-        if not name or not (error.retryable or isinstance(error, UpstreamUnavailable)):
+        unreachable = isinstance(error, ModelUnavailable | UpstreamUnavailable) or \
+            (isinstance(error, UpstreamError) and error.retryable)
+        if not name or not unreachable:
             return None
         fallback = self.models.get(name)
         if fallback is None or fallback.chat.unavailable_reason() is not None:
