@@ -107,6 +107,7 @@ class GatewayProcess:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.process.kill()  # not left running for the rest of the session
         raise RuntimeError(f"gateway did not become healthy:\n{self.log.read_text()}")
 
     def stop(self) -> int | None:
