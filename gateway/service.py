@@ -384,6 +384,6 @@ def answer_warnings(model: ModelRuntime, ranked: int, total: int, tau: float,
     if model.settings.embedded:
         warnings.append(
             f"answered by the embedded demo model {model.settings.litellm_model}: it ranks about as well as "
-            f"BM25 on TREC DL, no better, so treat the order as a demo (it moved yours only as far as "
-            f"Kendall tau {tau:.2f} against your order); set OPENAI_API_KEY or configure a hosted model")
+            f"BM25 on TREC DL, no better, so treat the order as a demo; against your order it has Kendall tau "
+            f"{tau:.2f} (1 = your order kept); set OPENAI_API_KEY or configure a hosted model for real rankings")
     return warnings
