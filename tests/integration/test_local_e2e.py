@@ -25,7 +25,8 @@ def test_local_model_reranks_dl19_queries_over_http(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     # Only the shipped local alias: no key, no network, the embedded defaults otherwise.
     config.write_text('default_model = "local"\n[models.local]\nlitellm_model = "local/smollm2-135m"\n'
-                      'mode = "pointwise"\nlogprobs = true\ncontext_window = 2048\ntimeout_seconds = 120\nn_threads = 1\n')
+                      'mode = "pointwise"\nlogprobs = true\ncontext_window = 2048\ntimeout_seconds = 120\n'
+                      'n_threads = 1\n')
     gateway = GatewayProcess(config, tmp_path / "gateway.log", env={"OPENAI_API_KEY": ""})
     try:
         for q in load_queries("dl19")[:3]:
