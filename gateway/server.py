@@ -39,7 +39,9 @@ async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level
     if settings.admin_port:
         apps.append((create_app(gateway, public=False), settings.admin_port))
     servers = [
-        _Server(uvicorn.Config(app, host=host, port=p, log_level=log_level,
+        # access_log off: the gateway writes its own JSON line per request (server.log_requests),
+        # so uvicorn's would be a second line for the same request.
+        _Server(uvicorn.Config(app, host=host, port=p, log_level=log_level, access_log=False,
                                timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds)))
         for app, p in apps
     ]

@@ -81,21 +81,25 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-                 start_seconds: float = 60) -> None:
+    """`python -m gateway serve` on a free port; `config=None` passes no --config (serve picks), from `cwd`."""
+
+    def __init__(self, config: Path | None, log: Path, env: dict[str, str] | None = None,
+                 cwd: Path = ROOT, args: tuple[str, ...] = (), start_seconds: float = 120) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.config = config
         env = {**os.environ, "FAKE_UPSTREAM_KEY": FAKE_KEY, "NO_PROXY": "127.0.0.1,localhost", **(env or {})}
+        env.setdefault("PYTHONPATH", str(ROOT))
+        config_args = ["--config", str(config)] if config is not None else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(self.port), *args],
-            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "gateway", "serve", *config_args, "--port", str(self.port), *args],
+            cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )
         self._wait_healthy(start_seconds)
 
     def _wait_healthy(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
+        deadline = time.monotonic() + seconds  # importing LiteLLM on a busy 2-core machine can take a while
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.log.read_text()}")
@@ -104,6 +108,7 @@ class GatewayProcess:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.process.kill()  # not left running for the rest of the session
         raise RuntimeError(f"gateway did not become healthy:\n{self.log.read_text()}")
 
     def stop(self) -> int | None:

@@ -9,7 +9,7 @@
     upstream    gateway.upstream.*           the chat-client seam, LiteLLM, the local model, retries
     cache       gateway.cache.*              result caches
     ground      config, errors, offline,     imported by all, importing none of the above
-                breaker
+                breaker, validation_messages
 
 A module may import its own package and any layer of a lower rank; layers of
 the same rank (strategies and ops, upstream and cache) stay out of each other.
@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 
 RANKS = {"ground": 0, "upstream": 1, "cache": 1, "strategies": 2, "ops": 2, "service": 3, "http": 4, "entry": 5}
 SUBPACKAGES = {"http", "strategies", "upstream", "cache", "ops"}
-GROUND = {"config", "errors", "offline", "breaker", "__init__"}
+GROUND = {"config", "errors", "offline", "breaker", "validation_messages", "__init__"}
 ENTRY = {"app", "server", "supervisor", "cli", "__main__"}
 
 

@@ -110,7 +110,8 @@ async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(build_openapi(RERANK_PATHS))
+    served = {getattr(route, "path", "") for route in request.app.routes}
+    return JSONResponse(build_openapi(RERANK_PATHS, served))
 
 
 async def health(request: Request) -> Response:
@@ -125,8 +126,12 @@ async def ready(request: Request) -> Response:
         return JSONResponse({"status": "draining"}, status_code=503)
     generation = gateway.holder.current
     # Redis trouble degrades the cache, not the gateway: still ready, and the body says so.
-    return JSONResponse({"status": "ready", "config_version": generation.version,
-                         "cache": generation.service.cache_status()})
+    body: dict[str, Any] = {"status": "ready", "config_version": generation.version,
+                            "cache": generation.service.cache_status()}
+    local = generation.service.local_model_status()
+    if local is not None:  # the embedded model's worker: calls waiting, running, finished, cancelled
+        body["local_model"] = local
+    return JSONResponse(body)
 
 
 async def metrics(request: Request) -> Response:

@@ -12,6 +12,7 @@ histograms add up, gauges say how (`multiprocess_mode`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -69,6 +70,23 @@ class Metrics:
                                    "2 open (the worst of all workers)", registry=r, multiprocess_mode="livemax")
         self.reload_ok.set(1)
         self._config_labels: tuple[str, str] | None = None
+        # The embedded model's worker queue (0 when no embedded model is in use); see watch_local_model.
+        # Read at scrape time from this process, so with --workers N each worker reports only its own.
+        self.local_queued = Gauge("rerank_gateway_local_model_queued", "Embedded-model calls waiting", registry=r)
+        self.local_running = Gauge("rerank_gateway_local_model_running", "Embedded-model calls running (0/1)",
+                                   registry=r)
+        self.local_cancelled = Gauge("rerank_gateway_local_model_cancelled",
+                                     "Embedded-model calls dropped or stopped because their caller left "
+                                     "(since start)", registry=r)
+
+    def watch_local_model(self, status: Callable[[], Mapping[str, int] | None]) -> None:
+        """Read the embedded model's queue from `status()` at every scrape."""
+        def read(name: str) -> Callable[[], float]:
+            return lambda: float((status() or {}).get(name, 0))
+
+        self.local_queued.set_function(read("queued"))
+        self.local_running.set_function(read("running"))
+        self.local_cancelled.set_function(read("cancelled"))
 
     def set_config(self, version: int, digest: str, loaded_at: float) -> None:
         if self._config_labels is not None:

@@ -33,7 +33,7 @@ def check_labels(prompt: Prompt, max_label: int) -> None:
     """The prompt's rubric must define exactly the labels 0..max_label."""
     if sorted(prompt.labels) != list(range(max_label + 1)):
         raise ConfigError(
-            f"prompt {prompt.name!r} defines labels {sorted(prompt.labels)}, "
+            f"{prompt.path or prompt.name}: labels: defines {sorted(prompt.labels)}, "
             f"but pointwise.max_label is {max_label} (needs 0..{max_label})"
         )
 

@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 
 from gateway.breaker import CircuitBreaker
 
-__all__ = ["CircuitBreaker", "RetryBudget", "backoff_delay", "parse_retry_after"]
+__all__ = ["CircuitBreaker", "NeverOpen", "RetryBudget", "backoff_delay", "parse_retry_after"]
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
@@ -59,3 +59,13 @@ class RetryBudget:
             self.tokens -= 1
             return True
         return False
+
+
+class NeverOpen(CircuitBreaker):
+    """The breaker of an in-process model: slowness there is load, not an outage, so it never opens."""
+
+    def __init__(self) -> None:
+        super().__init__(threshold=1, cooldown=1.0)
+
+    def record_failure(self) -> None:
+        self.failures += 1

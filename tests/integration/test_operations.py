@@ -123,6 +123,9 @@ def test_one_json_log_line_per_request_without_text_or_keys(start_gateway) -> No
             "cache", "latency_ms", "status"} <= set(served)
     assert served["key"] == "team-a" and served["documents"] == 2
     assert any(line["status"] == 401 for line in lines)
+    # One line per request: ours. uvicorn's own access line is off.
+    assert sum(line["request_id"] == served["request_id"] for line in lines) == 1
+    assert '"POST /v1/rerank HTTP/1.1"' not in log
 
 
 def test_sigterm_drains_then_finishes_in_flight_requests(start_gateway, upstream) -> None:

@@ -130,3 +130,25 @@ async def test_an_attempt_is_cut_at_the_deadline_which_may_move_later_while_it_r
     await asyncio.sleep(0.05)
     deadline[0] += 1
     assert (await call).text == "ok"
+
+
+def test_the_embedded_models_breaker_never_opens() -> None:
+    from gateway.upstream.resilience import NeverOpen
+
+    breaker = NeverOpen()
+    for _ in range(100):  # slow answers cut at deadlines: load on the machine, not an outage
+        breaker.record_failure()
+    assert breaker.state == "closed" and breaker.allow() and breaker.retry_after() == 0.0
+
+
+def test_upstreams_give_embedded_models_a_breaker_that_never_opens() -> None:
+    from gateway.config import Settings
+    from gateway.upstream.chat import MockChatClient
+    from gateway.upstream.resilience import NeverOpen
+    from gateway.upstream.runtime import ModelRuntime, Upstreams
+
+    settings = Settings()
+    models = {alias: ModelRuntime(alias, s, MockChatClient(lambda r: None)) for alias, s in settings.models.items()}
+    upstreams = Upstreams(settings, models)  # type: ignore[arg-type]
+    assert isinstance(upstreams.by_alias["local"].breaker, NeverOpen)
+    assert not isinstance(upstreams.by_alias["gpt-4-turbo-preview"].breaker, NeverOpen)
