@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Callable, Generator
 
 import uvicorn
@@ -32,11 +33,12 @@ logger = logging.getLogger("gateway")
 GC_THRESHOLDS = (50_000, 20, 10)
 
 
-def run(gateway: Gateway[RerankService], host: str, port: int, log_level: str) -> None:
+def run(gateway: Gateway[RerankService], host: str, port: int, log_level: str,
+        sockets: list[socket.socket] | None = None) -> None:
     """Serve until shut down, on uvloop (and uvicorn's httptools parser) when installed."""
     settle_heap()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(gateway, host, port, log_level))
+        runner.run(serve(gateway, host, port, log_level, sockets))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -66,16 +68,22 @@ class _Server(uvicorn.Server):
         yield  # signals are handled once for all servers, in serve()
 
 
-async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level: str) -> None:
+async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level: str,
+                sockets: list[socket.socket] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. `sockets` (a worker of `serve --workers N`): the listening sockets the
+    supervisor bound, the main port's first, then the admin port's when it has one."""
     settings = gateway.holder.current.settings.server
     apps = [(create_app(gateway, admin_routes=not settings.admin_port), port)]
     if settings.admin_port:
         apps.append((create_app(gateway, public=False), settings.admin_port))
     servers = [
-        _Server(uvicorn.Config(app, host=host, port=p, log_level=log_level,
+        # access_log off: the gateway writes its own JSON line per request (server.log_requests),
+        # so uvicorn's would be a second line for the same request.
+        _Server(uvicorn.Config(app, host=host, port=p, log_level=log_level, access_log=False,
                                timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds)))
         for app, p in apps
     ]
+    listening = [[sock] for sock in sockets] if sockets else [None] * len(servers)
     loop = asyncio.get_running_loop()
 
     def stop(sig: signal.Signals) -> None:
@@ -105,7 +113,7 @@ async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level
         loop.add_signal_handler(sig, stop, sig)
     loop.add_signal_handler(signal.SIGHUP, reload)
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        await asyncio.gather(*(server.serve(sockets=socks) for server, socks in zip(servers, listening, strict=True)))
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

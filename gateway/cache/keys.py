@@ -29,9 +29,10 @@ def config_digest(**parts: Any) -> bytes:
 
 
 def request_key(config: bytes, *, query: str, texts: Sequence[str], instruction: str | None = None,
-                token_budget: int | None = None) -> str:
-    """The key of one request: `config` (a `config_digest`) and what the request asks."""
+                token_budget: int | None = None, tenant: str | None = None) -> str:
+    """The key of one request: `config` (a `config_digest`) and what the request asks; `tenant`
+    (with `cache.scope = "key"`) keeps one API key's rankings from answering another's."""
     digest = hashlib.sha256(config)
     texts = texts if isinstance(texts, list | tuple) else list(texts)
-    digest.update(orjson.dumps([query, instruction, token_budget, texts]))
+    digest.update(orjson.dumps([query, instruction, token_budget, tenant, texts]))
     return digest.hexdigest()

@@ -48,18 +48,13 @@ class RequestContextMiddleware:
         # Deadlines count from here, not from when a handler gets to run.
         scope.setdefault("state", {}).update(request_id=request_id, log=log, arrived=started)
 
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["x-request-id"] = request_id
-                headers["x-config-version"] = str(log.get("config_version", self.config_version()))
-            await send(message)
+        written = False
 
-        try:
-            await self.app(scope, receive, send_with_headers)
-        finally:
+        def finish() -> None:
+            nonlocal written
+            if written:
+                return
+            written = True
             latency = time.monotonic() - started
             route = route_label(scope["path"], self.known_paths)
             self.metrics.requests.labels(route, str(status), log.get("model", "-")).inc()
@@ -69,3 +64,20 @@ class RequestContextMiddleware:
                     "request_id": request_id, "method": scope["method"], "route": route, "status": status,
                     "latency_ms": round(latency * 1000, 1), **log,
                 }).decode())
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = request_id
+                headers["x-config-version"] = str(log.get("config_version", self.config_version()))
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Logged before the last byte leaves, so a client that got its answer finds the line.
+                finish()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            finish()

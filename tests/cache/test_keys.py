@@ -28,6 +28,7 @@ def test_every_request_part_changes_the_key() -> None:
     assert key(query="Q") != base  # exact match, no case folding
     assert key(instruction="be strict") != base
     assert key(token_budget=64) != base
+    assert key(tenant="key-a") != base and key(tenant="key-a") != key(tenant="key-b")  # cache.scope = "key"
     assert key(texts=("a", "b")) == base  # any sequence of the same texts
 
 
