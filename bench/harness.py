@@ -20,7 +20,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "BENCH_UPSTREAM_KEY"
 FAKE_KEY = "sk-bench-fake-upstream-0000000000"
 ALIASES = {"listwise": "judge-listwise", "pointwise": "judge-pointwise"}
+# What the benchmarks' two kinds run in the gateway: "listwise" is RankGPT's sliding window with one call
+# per window and rank scores, the calls their baselines (bench/minimal.py, the bare child) make.
+STRATEGIES = {"listwise": "sliding", "pointwise": "pointwise"}
 # What each alias runs: the listwise one is the sliding window without logprobs (the same calls,
 # one per window, as before calibrated scores and single-token ranking existed).
 _ALIAS_MODE = {"listwise": ("sliding", "false"), "pointwise": ("pointwise", "true")}
@@ -52,13 +55,45 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def write_config(path: Path, upstream_port: int, *, cache: bool = False, extra: str = "") -> Path:
     """One alias per mode, all pointing at the fake "judge" model; `extra` is appended TOML (whole tables)."""
-    parts = [f'default_model = "{ALIASES["listwise"]}"', f"[cache]\nenabled = {str(cache).lower()}"]
-    for kind, alias in ALIASES.items():
-        mode, logprobs = _ALIAS_MODE[kind]
+    target = Target(f"http://127.0.0.1:{upstream_port}/v1", "judge")
+    return write_gateway_config(path, {ALIASES[kind]: choice for kind, choice in baseline_aliases(target).items()},
+                                cache=cache, extra=extra)
+
+
+def baseline_aliases(target: Target) -> dict[str, tuple[Target, str]]:
+    """kind ("listwise", "pointwise") -> (target, strategy) as `STRATEGIES` says: the listwise one
+    without logprobs, so it neither grades nor ranks by single tokens."""
+    return {kind: (replace(target, logprobs=False) if kind == "listwise" else target, strategy)
+            for kind, strategy in STRATEGIES.items()}
+
+
+@dataclass(frozen=True)
+class Target:
+    """An OpenAI-compatible upstream as the gateway is told of it."""
+
+    api_base: str
+    model: str  # the name the upstream serves, without LiteLLM's provider prefix
+    key_env: str = KEY_ENV
+    logprobs: bool = True
+    context_window: int = 128_000
+
+
+def write_gateway_config(path: Path, aliases: dict[str, tuple[Target, str]], *, cache: bool = False,
+                         extra: str = "", request_timeout: float | None = None,
+                         reliability: dict[str, Any] | None = None) -> Path:
+    """A config with one alias per (target, mode); the first alias is the default."""
+    parts = [f'default_model = "{next(iter(aliases))}"', f"[cache]\nenabled = {str(cache).lower()}"]
+    table = dict(reliability or {})
+    if request_timeout is not None:
+        table.update(request_timeout_seconds=request_timeout, max_request_timeout_seconds=max(request_timeout, 120))
+    if table:
+        parts.append("[reliability]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items()))
+    for alias, (target, mode) in aliases.items():
         parts.append(
-            f'[models."{alias}"]\nlitellm_model = "openai/judge"\n'
-            f'api_base = "http://127.0.0.1:{upstream_port}/v1"\napi_key_env = "{KEY_ENV}"\n'
-            f'mode = "{mode}"\nlogprobs = {logprobs}\ncontext_window = 128000'
+            f'[models."{alias}"]\nlitellm_model = "openai/{target.model}"\n'
+            f'api_base = "{target.api_base}"\napi_key_env = "{target.key_env}"\n'
+            f'mode = "{mode}"\nlogprobs = {str(target.logprobs).lower()}\n'
+            f"context_window = {target.context_window}\ntimeout_seconds = 120"
         )
     if extra:
         parts.append(extra.strip())
@@ -153,11 +188,17 @@ def start_fake_upstream(workdir: Path) -> Server:
     return Server("fake upstream", spawn(["-m", FAKE_UPSTREAM, "--port", str(port)], log), port, log)
 
 
+def start_module(name: str, module: str, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> Server:
+    """`python -m module --port P args...` on a free port; its output goes to <workdir>/<name>.log."""
+    port = free_port()
+    log = workdir / f"{name}.log"
+    return Server(name, spawn(["-m", module, "--port", str(port), *args], log, env), port, log)
+
+
 def start_simulator(workdir: Path, **knobs: object) -> Server:
     """The simulated hosted model (simulator/) in its own process; `knobs` are its defaults (--noise 0.2, ...)."""
-    port, log = free_port(), workdir / "simulator.log"
     flags = [arg for name, value in knobs.items() for arg in (f"--{name}", str(value))]
-    return Server("simulator", spawn(["-m", "simulator", "--port", str(port), *flags], log), port, log)
+    return start_module("simulator", "simulator", flags, workdir)
 
 
 def start_gateway(config: Path, workdir: Path, log_level: str = "info") -> Server:
@@ -187,6 +228,13 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    """A scratch directory for a benchmark's servers, removed at the end; SIGTERM unwinds through it."""
+    with sigterm_as_exit(), tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
+        yield Path(tmp)
 
 
 @contextlib.contextmanager

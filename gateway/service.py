@@ -7,25 +7,42 @@ and the `RerankAnswer` (or a `GatewayError`) into a response.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from gateway.cache.keys import cache_key
+from gateway.cache.base import DEFAULT_POLICY, CachePolicy, Deadline
+from gateway.cache.keys import config_digest, request_key
 from gateway.cache.memory import ResultCache
+from gateway.cache.redis import RedisTier
+from gateway.cache.redis_store import store_for
 from gateway.config import DEFAULT_MODEL, Settings
-from gateway.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, ModelUnavailable
+from gateway.errors import (
+    DeadlineExceeded,
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    ModelUnavailable,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from gateway.ops.metrics import Metrics
-from gateway.strategies.base import Ranking, RankTask, Strategy
+from gateway.ops.ratelimit import KeyMeter, Reservation, SharedBuckets
+from gateway.strategies import wire
+from gateway.strategies.base import Ranking, RankTask, Strategy, TokenUsage
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
 from gateway.strategies.registry import build_strategies, resolve
-from gateway.strategies.scoring import fuse
+from gateway.strategies.scoring import fuse, kendall_tau
 from gateway.strategies.tokens import encoding_name_for, get_encoding
 from gateway.upstream.chain import RequestChat
 from gateway.upstream.resilience import RetryBudget
 from gateway.upstream.runtime import ModelRuntime, Upstreams, build_models
+
+logger = logging.getLogger("gateway")
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,8 @@ class RerankQuery:
     token_budget: int | None = None  # per-document tokens, when the client set a budget
     timeout: float | None = None  # the client's deadline in seconds (body or header)
     fusion_weight: float | None = None
+    cache: CachePolicy = DEFAULT_POLICY  # what the client's Cache-Control allows
+    tenant: str | None = None  # the API key's name when auth is on (cache.scope = "key" keeps tenants apart)
 
 
 # Calls stop this long before the request's deadline, leaving time to assemble and send the answer.
@@ -64,6 +83,9 @@ class AnswerMeta:
     prompt_version: str
     cost_usd: float
     fusion_weight: float
+    ranked_documents: int  # how many the model ranked; the rest follow in the caller's order
+    input_order_tau: float  # Kendall's tau of the answer's order against the caller's (1 = unchanged)
+    warnings: list[str]  # plain sentences about a degraded or demo-quality answer (Cohere's meta.warnings)
     strategy: str  # the strategy that ranked, e.g. "tdpart-first" for mode "listwise"
     score_type: str  # "calibrated": graded relevance, 0.5 and above relevant; "rank": from positions only
     partial: bool  # the deadline came first: what finished, the rest in the caller's order below
@@ -105,6 +127,22 @@ class RankingResult:
         return self.ranking.stats.cut_calls > 0
 
 
+class ResultCodec:
+    """`RankingResult` as compact JSON for Redis (`gateway.strategies.wire`); never pickle."""
+
+    def encode(self, result: RankingResult) -> bytes:
+        fields = wire.ranking_fields(result.ranking)
+        return wire.encode({**fields, "prompt_version": result.prompt_version, "attempts": result.attempts,
+                            "retries": result.retries})
+
+    def decode(self, raw: bytes) -> RankingResult:
+        data = wire.decode(raw)
+        version, attempts, retries = data.get("prompt_version"), data.get("attempts", 0), data.get("retries", 0)
+        if not isinstance(version, str) or not all(type(n) is int and n >= 0 for n in (attempts, retries)):
+            raise ValueError("not a ranking result")
+        return RankingResult(data["ranking"], version, attempts, retries)
+
+
 class RerankService:
     """Everything one config needs to answer rerank requests."""
 
@@ -132,14 +170,22 @@ class RerankService:
             settings.reliability.retry_budget_ratio
         self.retry_budget = previous.retry_budget if previous and same_budget else \
             RetryBudget(settings.reliability.retry_budget_ratio)
-        if previous is not None and previous.settings.cache == settings.cache:
+        self._key_configs: dict[tuple[str, str], bytes] = {}
+        self.store = store_for(settings.cache, previous.store if previous else None,
+                               *((metrics.observe_redis, metrics.set_redis_breaker) if metrics else ()))
+        cache = settings.cache
+        self.shared_limits = SharedBuckets(self.store, cache.key_prefix) if self.store else None
+        if previous is not None and previous.settings.cache == cache and previous.store is self.store:
             self.cache: ResultCache[RankingResult] = previous.cache
         else:
+            shared = RedisTier(self.store, ResultCodec(), prefix=cache.key_prefix, ttl_seconds=cache.ttl_seconds) \
+                if self.store else None
             self.cache = ResultCache(
-                max_entries=settings.cache.max_entries,
-                ttl_seconds=settings.cache.ttl_seconds,
-                enabled=settings.cache.enabled,
+                max_entries=cache.max_entries,
+                ttl_seconds=min(cache.ttl_seconds, cache.memory_ttl_seconds) if shared else cache.ttl_seconds,
+                enabled=cache.enabled, shared=shared,
             )
+        self.cache_scope = cache.effective_scope(settings.auth.enabled)
 
     @classmethod
     def from_settings(
@@ -154,6 +200,21 @@ class RerankService:
         strategies = build_strategies(settings, load_prompts(prompts_dir))
         return cls(settings, models, strategies, previous, metrics)
 
+    def retire(self, successor: RerankService) -> None:
+        """`successor` serves from now on: release what it did not take over, once in-flight requests end."""
+        if self.store is not None and self.store is not successor.store:
+            self.store.retire()
+
+    async def aclose(self) -> None:
+        if self.store is not None:
+            await self.store.aclose()
+
+    def cache_status(self) -> dict[str, object]:
+        """For /ready: the cache backend and whether it is degraded (serving without Redis)."""
+        if self.store is None:
+            return {"backend": "memory", "state": "ok"}
+        return self.store.status()
+
     def availability_problems(self) -> tuple[list[str], list[str]]:
         """(errors, warnings) about models that cannot be called for lack of a key or base URL."""
         reasons = {alias: rt.chat.unavailable_reason() for alias, rt in self.models.items()}
@@ -162,7 +223,23 @@ class RerankService:
             return [f"no default model can be called: {'; '.join(warnings)}"], []
         return [], warnings
 
+    def local_model_status(self) -> dict[str, int] | None:
+        """The embedded model's queue, when an alias uses it (one model per process, so one queue)."""
+        for runtime in self.models.values():
+            status = getattr(runtime.chat, "queue_status", None)
+            if runtime.settings.embedded and status is not None:
+                return status()  # type: ignore[no-any-return]
+        return None
+
     def resolve(self, name: str | None) -> ModelRuntime:
+        runtime = self.lookup(name)
+        reason = runtime.chat.unavailable_reason()
+        if reason:
+            raise ModelUnavailable(reason, param="model")
+        return runtime
+
+    def lookup(self, name: str | None) -> ModelRuntime:
+        """The alias a client's model name means, callable or not."""
         alias = self.settings.resolve_model(name)
         if alias == DEFAULT_MODEL:
             alias = self.default_alias
@@ -171,24 +248,70 @@ class RerankService:
             raise ModelNotFound(
                 f"model {name!r} not found; configured models: {', '.join(self.models)}", param="model"
             )
-        reason = runtime.chat.unavailable_reason()
-        if reason:
-            raise ModelUnavailable(reason, param="model")
         return runtime
 
-    async def rerank(self, query: RerankQuery, *, arrived: float | None = None) -> RerankAnswer:
+    async def rerank(self, query: RerankQuery, *, arrived: float | None = None,
+                     meter: KeyMeter | None = None) -> RerankAnswer:
         """Rank, or answer from cache.
 
-        The deadline is the client's `timeout` (or the configured default),
-        capped by config, counted from `arrived` (time.monotonic() when the
-        request came in).
+        The deadline is the client's `timeout` (or the model's, or the configured default),
+        capped by config, counted from `arrived` (time.monotonic() when the request came in).
+        When the model cannot be reached and has a `request_fallback`, that alias answers the
+        whole request instead, under the same deadline. With a `meter` that limits tokens, a
+        computation reserves the strategy's estimate first and settles what its calls used.
         """
-        model = self.resolve(query.model)
+        model = self.lookup(query.model)
+        arrived = arrived or time.monotonic()
+        budget = self._budget(query, model)
+        deadline = arrived + budget
+        try:
+            if reason := model.chat.unavailable_reason():  # no key here: as unreachable as an outage
+                raise ModelUnavailable(reason, param="model")
+            answer = await self._rank(model, query, deadline, budget, meter)
+        except (UpstreamError, ModelUnavailable) as exc:
+            fallback = self._request_fallback(model, exc)
+            if fallback is None:
+                raise
+            logger.warning("model %s could not answer (%s); the whole request goes to %s", model.alias,
+                           exc.message, fallback.alias)
+            budget = self._budget(query, fallback)  # its own deadline too, unless the client set one
+            try:
+                answer = await self._rank(fallback, replace(query, mode=None), arrived + budget, budget, meter,
+                                          instead_of=(model.alias, exc.message))
+            except GatewayError as failed:
+                logger.warning("the request fallback %s failed too: %s", fallback.alias, failed.message)
+                raise exc from None
+        if self.metrics:
+            self._observe(answer)
+        return answer
+
+    def _budget(self, query: RerankQuery, model: ModelRuntime) -> float:
+        """Seconds the request may take: the client's, else the model's, else the default; capped."""
+        policy = self.settings.reliability
+        return min(query.timeout or model.settings.request_timeout_seconds or policy.request_timeout_seconds,
+                   policy.max_request_timeout_seconds)
+
+    def _request_fallback(self, model: ModelRuntime, error: GatewayError) -> ModelRuntime | None:
+        """The alias that takes over a request `model` could not answer: only when its upstream is
+        unreachable, failing or has no key here (not for a 4xx such as a refused key), and only if
+        the fallback itself can be called."""
+        name = model.settings.request_fallback
+        unreachable = isinstance(error, ModelUnavailable | UpstreamUnavailable) or \
+            (isinstance(error, UpstreamError) and error.retryable)
+        if not name or not unreachable:
+            return None
+        fallback = self.models.get(name)
+        if fallback is None or fallback.chat.unavailable_reason() is not None:
+            return None
+        return fallback
+
+    async def _rank(self, model: ModelRuntime, query: RerankQuery, deadline: float, budget: float,
+                    meter: KeyMeter | None, instead_of: tuple[str, str] | None = None) -> RerankAnswer:
         mode = query.mode or model.settings.mode
         policy = self.settings.reliability
-        budget = min(query.timeout or policy.request_timeout_seconds, policy.max_request_timeout_seconds)
-        deadline = (arrived or time.monotonic()) + budget
         chain = self.upstreams.chain(model.alias)
+        # A model with a document budget ranks the first N; the rest keep the caller's order.
+        texts = list(query.texts)[: model.settings.max_ranked_documents]
         # Prompts must suit every model that may answer them, fallbacks included.
         logprobs = all(self.models[u.alias].settings.logprobs for u in chain)
         name = resolve(mode, logprobs)
@@ -198,31 +321,38 @@ class RerankService:
                                  param="mode")
         task = RankTask(
             query=query.query,
-            texts=query.texts,
+            texts=texts,
             encoding=self.encodings[model.alias],
             context_window=min(self.models[u.alias].settings.context_window for u in chain),
             logprobs=logprobs,
             instruction=query.instruction,
             token_budget=query.token_budget,
         )
-        key = cache_key(
-            llm=model.settings.litellm_model,
-            api_base=model.settings.resolved_api_base(),
-            logprobs=model.settings.logprobs,
-            context_window=model.settings.context_window,
-            mode=name,
-            strategy=strategy.cache_params(),
-            token_budget=query.token_budget,
-            query=query.query,
-            instruction=query.instruction,
-            documents=list(query.texts),
-        )
+        key = request_key(self._key_config(model, name, strategy, task), query=query.query, texts=texts,
+                          instruction=query.instruction, token_budget=query.token_budget,
+                          tenant=query.tenant if self.cache_scope == "key" else None)
+        metered = meter is not None and meter.limits_tokens
+        reservation: Reservation | None = None
 
-        async def compute() -> tuple[RankingResult, bool]:
-            # Calls stop a little early, leaving time to answer within the deadline.
-            chat = RequestChat(chain, policy, self.retry_budget, deadline - ANSWER_MARGIN_SECONDS,
-                               self._observe_attempt if self.metrics else None)
-            ranking = await strategy.rank(chat, task)
+        async def reserve() -> None:
+            nonlocal reservation
+            assert meter is not None
+            reservation = await meter.reserve_tokens(strategy.estimate_tokens(task))
+
+        async def compute(shared: Deadline) -> tuple[RankingResult, bool]:
+            # The first computation to run claims this request's reservation; its calls settle it.
+            claimed = reservation.claim() if reservation is not None else None
+            usage = TokenUsage(task.encoding) if metered else None
+            # Calls stop a little early, leaving time to answer within the deadline, which
+            # requests joining this computation may push later.
+            chat = RequestChat(chain, policy, self.retry_budget, lambda: shared.at - ANSWER_MARGIN_SECONDS,
+                               self._observe_attempt if self.metrics else None, usage)
+            try:
+                with self._holding_store():
+                    ranking = await strategy.rank(chat, task)
+            finally:
+                if usage is not None and meter is not None:
+                    meter.settle(claimed, usage.tokens)
             self._raise_if_mostly_failed(ranking)
             self._raise_if_cut(ranking, budget)
             fallbacks = sorted(set(chat.answered_by) - {model.alias})
@@ -231,15 +361,47 @@ class RerankService:
             # A ranking with failed calls, cut calls or a stand-in model's answers is never cached.
             return result, not ranking.stats.failed_calls and not result.partial and not fallbacks
 
+        async def lookup(cache_policy: CachePolicy) -> tuple[RankingResult, bool]:
+            return await self.cache.get_or_compute(key, compute, deadline=deadline, policy=cache_policy,
+                                                   on_miss=reserve if metered else None)
+
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                result, hit = await self.cache.get_or_compute(key, compute)
+            with self._holding_store():
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    result, hit = await lookup(query.cache)
+                    if len(result.ranking.order) != len(texts):
+                        # A shared value that decodes but is not this request's: recompute and overwrite it.
+                        result, hit = await lookup(CachePolicy(read=False, write=query.cache.write))
         except TimeoutError:
             raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline") from None
-        answer = self._answer(query, model, mode, name, result, hit)
-        if self.metrics:
-            self._observe(answer)
-        return answer
+        finally:
+            if meter is not None:
+                meter.release(reservation)
+        return self._answer(query, model, mode, name, result, hit, instead_of)
+
+    def _holding_store(self) -> contextlib.AbstractContextManager[None]:
+        return self.store.hold() if self.store is not None else contextlib.nullcontext()
+
+    def _key_config(self, model: ModelRuntime, name: str, strategy: Strategy, task: RankTask) -> bytes:
+        """The settings part of the cache key, hashed once per model and strategy (a config is frozen).
+
+        Keyed by the strategy that ranks, not the mode asked for: "listwise" and the strategy it
+        resolves to share their rankings."""
+        digest = self._key_configs.get((model.alias, name))
+        if digest is None:
+            digest = self._key_configs[(model.alias, name)] = config_digest(
+                llm=model.settings.litellm_model,
+                api_base=model.settings.resolved_api_base(),
+                logprobs=model.settings.logprobs,
+                context_window=model.settings.context_window,
+                # What the prompts are built for: the weakest model of the fallback chain.
+                task_context_window=task.context_window,
+                task_logprobs=task.logprobs,
+                encoding=task.encoding.name,
+                mode=name,
+                strategy=strategy.cache_params(),
+            )
+        return digest
 
     def _observe_attempt(self, alias: str, seconds: float, failure: str | None) -> None:
         assert self.metrics is not None
@@ -270,7 +432,7 @@ class RerankService:
             error = stats.errors[-1]
             raise type(error)(
                 f"{stats.failed_calls} of {stats.calls} LLM calls failed; last error: {error.message}",
-                status=error.status, retry_after=error.retry_after,
+                status=error.status, retry_after=error.retry_after, retryable=error.retryable, code=error.code,
             ) from error
 
     def _raise_if_cut(self, ranking: Ranking, budget: float) -> None:
@@ -284,12 +446,20 @@ class RerankService:
             raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline ({done})")
 
     def _answer(
-        self, query: RerankQuery, model: ModelRuntime, mode: str, name: str, result: RankingResult, hit: bool
+        self, query: RerankQuery, model: ModelRuntime, mode: str, name: str, result: RankingResult, hit: bool,
+        instead_of: tuple[str, str] | None = None,
     ) -> RerankAnswer:
         ranking, stats = result.ranking, result.ranking.stats
+        ranked, total = len(ranking.order), len(query.texts)
+        # Documents past the model's budget follow the ranked ones, in the caller's order, scored 0.
+        order = [*ranking.order, *range(ranked, total)]
+        scores = [*ranking.scores, *[0.0] * (total - ranked)]
         # Fusion is applied after the cache: it does not change what the LLM said.
         weight = query.fusion_weight if query.fusion_weight is not None else model.settings.fusion_weight
-        order, scores = fuse(ranking.order, ranking.scores, weight)
+        order, scores = fuse(order, scores, weight)
+        tau = kendall_tau(order)
+        skipped = {"llm_calls": stats.cut_calls, "documents": ranking.unranked} if result.partial else None
+        warnings = answer_warnings(model, ranked, total, tau, instead_of, skipped)
         top_n = min(query.top_n or len(order), len(order))
         # A cache hit sent nothing upstream, so it used (and costs) no tokens.
         prompt_tokens = 0 if hit else stats.prompt_tokens
@@ -311,7 +481,7 @@ class RerankService:
                 llm_calls=0 if hit else stats.calls,
                 upstream_attempts=0 if hit else result.attempts,
                 retries=0 if hit else result.retries,
-                fallbacks=[] if hit else result.fallbacks,
+                fallbacks=([] if hit else result.fallbacks) + ([model.alias] if instead_of else []),
                 failed_calls=0 if hit else stats.failed_calls,
                 parse_failures=stats.parse_failures,
                 model_alias=model.alias,
@@ -319,12 +489,37 @@ class RerankService:
                 prompt_version=result.prompt_version,
                 cost_usd=round(cost, 8),
                 fusion_weight=weight,
+                ranked_documents=ranked,
+                input_order_tau=round(tau, 4),
+                warnings=warnings,
                 strategy=name,
                 # Blended with the caller's order, a score depends on position: no longer a graded judgement.
                 score_type=ranking.score_type if weight >= 1 else "rank",
                 partial=result.partial,
-                skipped={"llm_calls": stats.cut_calls, "documents": ranking.unranked} if result.partial else None,
+                skipped=skipped,
                 hedges=0 if hit else result.hedges,
                 first_fallbacks=0 if hit else stats.first_fallbacks,
             ),
         )
+
+
+def answer_warnings(model: ModelRuntime, ranked: int, total: int, tau: float,
+                    instead_of: tuple[str, str] | None, skipped: dict[str, int] | None = None) -> list[str]:
+    """What a caller should know about how good this answer is, in plain sentences."""
+    warnings = []
+    if skipped is not None:
+        unseen = f"; {skipped['documents']} document(s) no finished call saw follow in your order" \
+            if skipped["documents"] else ""
+        warnings.append(f"partial answer: the request's deadline cut {skipped['llm_calls']} LLM call(s){unseen}")
+    if instead_of is not None:
+        warnings.append(f"model {instead_of[0]!r} could not answer ({instead_of[1]}); "
+                        f"{model.alias!r} answered the whole request instead")
+    if ranked < total:
+        warnings.append(f"{model.alias!r} ranked only the first {ranked} of {total} documents "
+                        f"(max_ranked_documents); the other {total - ranked} follow in your order")
+    if model.settings.embedded:
+        warnings.append(
+            f"answered by the embedded demo model {model.settings.litellm_model}: it ranks about as well as "
+            f"BM25 on TREC DL, no better, so treat the order as a demo; against your order it has Kendall tau "
+            f"{tau:.2f} (1 = your order kept); set OPENAI_API_KEY or configure a hosted model for real rankings")
+    return warnings

@@ -11,7 +11,16 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SkipValidation,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from gateway.config import LimitsSettings, Mode
@@ -31,7 +40,8 @@ class RerankRequest(BaseModel):
     rank_fields: list[str] | None = Field(
         None, description="With object documents: the keys whose values are ranked, in order (Cohere)."
     )
-    documents: list[dict[str, Any]] = Field(description="Strings, or objects with a `text` field.")
+    # Checked by `_documents_have_text` alone: pydantic's own pass over a list of dicts would copy every one.
+    documents: SkipValidation[list[dict[str, Any]]] = Field(description="Strings, or objects with a `text` field.")
     model: str | None = None
     top_n: int | None = Field(None, strict=True, description="How many results; more than the documents = all.")
     return_documents: bool | None = Field(None, strict=True)
@@ -68,10 +78,17 @@ class RerankRequest(BaseModel):
         if not isinstance(value, list) or not value:
             raise PydanticCustomError("invalid_documents", "documents must be a non-empty list")
         rank_fields = info.data.get("rank_fields")
+        if not rank_fields and all(type(item) is str for item in value):
+            # The common case, strings, checked without a call per document.
+            if all(item and not item.isspace() for item in value):
+                return [{"text": item} for item in value]
         return [_document(i, item, rank_fields) for i, item in enumerate(value)]
 
     def model_post_init(self, context: Any) -> None:
-        self._texts = [_rank_text(doc, self.rank_fields) for doc in self.documents]
+        if self.rank_fields:
+            self._texts = [_rank_text(doc, self.rank_fields) for doc in self.documents]
+        else:
+            self._texts = [doc["text"] for doc in self.documents]
 
     @field_validator("top_n", "max_tokens_per_doc")
     @classmethod
@@ -178,10 +195,10 @@ def parse_rerank_request(data: Any, limits: LimitsSettings) -> RerankRequest:
     if len(request.query) > limits.max_query_chars:
         raise InvalidRequest(f"query is longer than {limits.max_query_chars} characters",
                              code="query_too_long", param="query")
-    for index, text in enumerate(request.texts):
-        if len(text) > limits.max_document_chars:
-            raise InvalidRequest(f"documents[{index}] is longer than {limits.max_document_chars} characters",
-                                 code="document_too_long", param="documents")
+    if max(map(len, request.texts)) > limits.max_document_chars:
+        index = next(i for i, text in enumerate(request.texts) if len(text) > limits.max_document_chars)
+        raise InvalidRequest(f"documents[{index}] is longer than {limits.max_document_chars} characters",
+                             code="document_too_long", param="documents")
     return request
 
 
@@ -225,22 +242,33 @@ class RerankMeta(BaseModel):
     prompt_version: str
     cost_usd: float
     fusion_weight: float
-    strategy: str
-    score_type: Literal["calibrated", "rank"]
-    partial: bool
-    skipped: dict[str, int] | None
-    hedges: int
-    first_fallbacks: int
+    ranked_documents: int = Field(description="How many documents the model ranked; the rest follow in "
+                                              "the caller's order.")
+    input_order_tau: float = Field(description="Kendall's tau of the returned order against the request's "
+                                               "(1 = unchanged, -1 = reversed).")
+    warnings: list[str] = Field(description="Plain sentences about a degraded or demo-quality answer.")
+    strategy: str = Field(description="The strategy that ranked, e.g. 'tdpart-first' for mode 'listwise'.")
+    score_type: Literal["calibrated", "rank"] = Field(
+        description="'calibrated': graded relevance, 0.5 and above means relevant; 'rank': from positions only.")
+    partial: bool = Field(description="The deadline came first: what finished, the rest in the caller's order "
+                                      "below (header x-rerank-partial: true).")
+    skipped: dict[str, int] | None = Field(description="When partial: LLM calls cut or not made ('llm_calls') "
+                                                       "and documents no finished call saw ('documents').")
+    hedges: int = Field(description="Duplicate attempts sent for slow LLM calls.")
+    first_fallbacks: int = Field(description="Single-token windows answered without logprobs, re-asked for a "
+                                             "generated permutation.")
 
 
 class RerankResponse(BaseModel):
-    """The union body: `results` for Cohere/Jina/vLLM, the same list as `data` for Voyage."""
+    """The union body: `results` for Cohere/Jina/vLLM, and the same list as `data` for Voyage's clients."""
 
     id: str
     object: Literal["rerank"] = "rerank"  # never "list": infinity_client rejects it
     model: str
     results: list[RerankResult]
-    data: list[RerankResult]
+    data: list[RerankResult] | None = Field(
+        None, description="The same list as `results`, sent to the clients that read it (Voyage's)."
+    )
     usage: Usage
     meta: RerankMeta
 
@@ -251,7 +279,7 @@ def search_units(documents: int) -> int:
 
 
 def union_body(answer: RerankAnswer, documents: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The union object (`RerankResponse`'s JSON), built directly rather than validated per request."""
+    """The union object (`RerankResponse`'s JSON, without `data`), built directly rather than validated."""
     if documents is None:
         results = [{"index": i, "relevance_score": s} for i, s in answer.results]
     else:
@@ -261,7 +289,6 @@ def union_body(answer: RerankAnswer, documents: list[dict[str, Any]] | None) -> 
         "object": "rerank",
         "model": answer.model,
         "results": results,
-        "data": results,
         "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
                   "total_tokens": answer.prompt_tokens + answer.completion_tokens},
         "meta": {

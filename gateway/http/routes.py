@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway.errors import InvalidRequest, PayloadTooLarge
 from gateway.http import dialects
 from gateway.http.access import authenticate
+from gateway.http.caching import cache_policy
+from gateway.http.jsonio import JSONResponse, decode_body
 from gateway.http.openapi import build_openapi
 from gateway.http.protocol import parse_rerank_request
 from gateway.ops.state import Gateway
@@ -37,15 +39,18 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         service, settings = generation.service, generation.settings
         log = request.scope["state"]["log"]
         log["config_version"] = generation.version
-        limits = authenticate(request, settings.auth, gateway.limiter, gateway.metrics)
+        limits = await authenticate(request, settings.auth, gateway.limiter, service.shared_limits,
+                                    settings.cache.local_limit_share)
         gateway.gate.enter(settings.server.max_concurrent_requests)
         try:
             body = await read_json(request, settings.server.max_body_bytes)
-            dialect = dialects.detect(route_dialect, body)
+            dialect = dialects.detect(route_dialect, body, request.headers)
             rerank_request = parse_rerank_request(body, settings.limits)
             log["documents"] = len(rerank_request.documents)
-            work = service.rerank(rerank_request.to_query(header_timeout(request)),
-                                  arrived=request.scope["state"].get("arrived"))
+            query = replace(rerank_request.to_query(header_timeout(request)),
+                            cache=cache_policy(request.headers.get("cache-control")),
+                            tenant=limits.name if limits else None)
+            work = service.rerank(query, arrived=request.scope["state"].get("arrived"), meter=limits)
             answer = await cancel_on_disconnect(request, work)
         finally:
             gateway.gate.leave()
@@ -61,7 +66,6 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         if meta.partial:
             headers["x-rerank-partial"] = "true"
         if limits is not None:
-            limits.charge_tokens(answer.prompt_tokens + answer.completion_tokens)
             headers.update(limits.headers())
         return_documents = rerank_request.return_documents
         if return_documents is None:
@@ -108,7 +112,8 @@ async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(build_openapi(RERANK_PATHS))
+    served = {getattr(route, "path", "") for route in request.app.routes}
+    return JSONResponse(build_openapi(RERANK_PATHS, served))
 
 
 async def health(request: Request) -> Response:
@@ -121,7 +126,14 @@ async def ready(request: Request) -> Response:
     gateway: Gateway[RerankService] = request.app.state.gateway
     if gateway.holder.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
-    return JSONResponse({"status": "ready", "config_version": gateway.holder.current.version})
+    generation = gateway.holder.current
+    # Redis trouble degrades the cache, not the gateway: still ready, and the body says so.
+    body: dict[str, Any] = {"status": "ready", "config_version": generation.version,
+                            "cache": generation.service.cache_status()}
+    local = generation.service.local_model_status()
+    if local is not None:  # the embedded model's worker: calls waiting, running, finished, cancelled
+        body["local_model"] = local
+    return JSONResponse(body)
 
 
 async def metrics(request: Request) -> Response:
@@ -132,7 +144,8 @@ async def metrics(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     gateway: Gateway[RerankService] = request.app.state.gateway
     generation = gateway.holder.current
-    authenticate(request, generation.settings.auth, gateway.limiter, gateway.metrics)
+    await authenticate(request, generation.settings.auth, gateway.limiter, generation.service.shared_limits,
+                       generation.settings.cache.local_limit_share)
     service = generation.service
     data = [
         {
@@ -160,10 +173,4 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    return decode_body(b"".join(chunks))

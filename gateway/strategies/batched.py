@@ -9,7 +9,11 @@ per document.
 
 Documents are dealt to batches round robin (document i to batch i mod B), so
 every batch holds a mix of the caller's ranks instead of one batch of all the
-best. A document a batch's answer leaves out is graded alone, once.
+best. A document a batch's answer leaves out is graded alone, once, up to one
+such call per batch or one batch's worth (more left out means the model cannot
+answer in batches: the rest stay unscored, below the scored ones, and the answer
+counts the parse failures); that keeps what a request may cost bounded before
+it is sent.
 
 `consistency = m` deals the documents m times, the later passes shuffled, all in
 the same round, and averages each document's m scores: a judgement that one
@@ -21,12 +25,20 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections.abc import Callable
 
 from gateway.config import BatchedSettings, ConfigError, PointwiseSettings
 from gateway.errors import UpstreamError
 from gateway.strategies.base import CallStats, Ranking, RankTask, clean_answer, with_budget
 from gateway.strategies.consistency import shuffles
-from gateway.strategies.pointwise import check_labels, conversation_builder, expected_label, grade, scored_ranking
+from gateway.strategies.pointwise import (
+    check_labels,
+    conversation_builder,
+    expected_label,
+    grade,
+    grading_bound,
+    scored_ranking,
+)
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import instruction_line, neutralize
 from gateway.strategies.tokens import count_messages, truncate
@@ -99,7 +111,8 @@ class BatchedPointwise:
     def __init__(self, settings: BatchedSettings, pointwise: PointwiseSettings, prompt: Prompt,
                  single: Prompt) -> None:
         if prompt.kind != "batched":
-            raise ConfigError(f"prompt {prompt.name!r} is a {prompt.kind} prompt, expected batched")
+            raise ConfigError(f"batched.prompt: {prompt.path or prompt.name}: is a {prompt.kind} prompt, "
+                              "expected batched")
         check_labels(prompt, pointwise.max_label)
         self.settings = settings
         self.pointwise = pointwise
@@ -111,7 +124,10 @@ class BatchedPointwise:
         return {"settings": self.settings.model_dump(), "pointwise": self.pointwise.model_dump(),
                 "prompt": self.prompt.version, "single": self.single.version}
 
-    async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
+    def calls(self, task: RankTask) -> list[tuple[list[int], ChatRequest]]:
+        """Every batch call of a request, with the documents it holds: `consistency` passes, the first
+        in the caller's order, the others shuffled (seeded), so each document meets other neighbours
+        at another place."""
         settings = with_budget(self.settings, task.token_budget)
         enc, texts, max_label = task.encoding, list(task.texts), self.pointwise.max_label
         query = truncate(enc, neutralize(task.query), task.context_window // 4)
@@ -121,15 +137,45 @@ class BatchedPointwise:
         room = task.context_window - skeleton - _TOKENS_PER_LINE * size
         budget = min(settings.max_passage_tokens, max(16, room // size))
         passages = [truncate(enc, neutralize(t), budget) or EMPTY_PASSAGE for t in texts]
+        top_logprobs = self.pointwise.top_logprobs if task.logprobs else 0
+        calls = []
+        for order in shuffles(range(len(texts)), settings.consistency):
+            for positions in batches(len(texts), size):
+                batch = [order[i] for i in positions]
+                messages = build_messages(self.prompt, query, [passages[i] for i in batch], max_label, extra)
+                calls.append((batch, ChatRequest(messages, max_tokens=_TOKENS_PER_LINE * len(batch) + 4,
+                                                 top_logprobs=top_logprobs,
+                                                 expected_tokens=_TOKENS_PER_LINE * len(batch))))
+        return calls
+
+    def max_alone(self, n: int) -> int:
+        """Documents graded alone at most: one per batch of a pass, or one batch's worth, whichever is
+        more; a model that cannot answer in batches (or an upstream failing them) then costs about
+        twice the calls, not a call per document on top."""
+        size = min(self.settings.batch_size, n)
+        return min(n, max(size, len(batches(n, size))))
+
+    def estimate_tokens(self, task: RankTask) -> int:
+        """Exact batch prompts and the lines they may answer, plus the costliest documents that may be
+        graded alone."""
+        if not task.texts:
+            return 0
+        calls = sum(count_messages(task.encoding, r.messages) + r.max_tokens for _, r in self.calls(task))
+        return calls + grading_bound(task.encoding, self._single(task), task.texts,
+                                     self.max_alone(len(task.texts)), task.logprobs)
+
+    def _single(self, task: RankTask) -> Callable[[str], list[Message]]:
+        return conversation_builder(task.encoding, self.single, task.query,
+                                    with_budget(self.pointwise, task.token_budget), task.context_window,
+                                    task.instruction)
+
+    async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
+        enc, texts, max_label = task.encoding, list(task.texts), self.pointwise.max_label
         stats = CallStats()
         judged: list[list[float]] = [[] for _ in texts]
         limit = asyncio.Semaphore(self.pointwise.concurrency)
 
-        async def judge(batch: list[int]) -> None:
-            messages = build_messages(self.prompt, query, [passages[i] for i in batch], max_label, extra)
-            request = ChatRequest(messages, max_tokens=_TOKENS_PER_LINE * len(batch) + 4,
-                                  top_logprobs=self.pointwise.top_logprobs if task.logprobs else 0,
-                                  expected_tokens=_TOKENS_PER_LINE * len(batch))
+        async def judge(batch: list[int], request: ChatRequest) -> None:
             async with limit:
                 try:
                     reply = await chat.complete(request)
@@ -144,19 +190,16 @@ class BatchedPointwise:
                 if position in found:
                     judged[doc].append(found[position])
 
-        # Pass 1 deals documents in the caller's order; further passes shuffle them (seeded), so
-        # each document meets other neighbours at another place, and its scores are averaged.
-        passes = shuffles(range(len(texts)), settings.consistency)
-        await asyncio.gather(*(judge([order[i] for i in b]) for order in passes for b in batches(len(texts), size)))
+        await asyncio.gather(*(judge(batch, request) for batch, request in self.calls(task)))
         scores: list[float | None] = [sum(s) / len(s) if s else None for s in judged]
-        left_out = [doc for doc, s in enumerate(scores) if s is None]
+        left_out = [doc for doc, s in enumerate(scores) if s is None][:self.max_alone(len(texts))]
         if left_out and not stats.cut_calls:
-            build = conversation_builder(enc, self.single, task.query, self.pointwise, task.context_window,
-                                         task.instruction)
+            build = self._single(task)
+            settings = with_budget(self.pointwise, task.token_budget)
 
             async def alone(doc: int) -> None:
                 async with limit:
-                    scores[doc] = await grade(chat, enc, build(texts[doc]), self.pointwise, task.logprobs, stats)
+                    scores[doc] = await grade(chat, enc, build(texts[doc]), settings, task.logprobs, stats)
 
             await asyncio.gather(*(alone(d) for d in left_out))
         cut = sum(s is None for s in scores) if stats.cut_calls else 0

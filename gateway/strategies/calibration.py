@@ -70,7 +70,7 @@ class Grader:
     """Pointwise grades of one request's documents, each computed at most once, concurrently."""
 
     def __init__(self, chat: ChatClient, enc: tiktoken.Encoding, conversation: Callable[[int], list[Message]],
-                 settings: PointwiseSettings, stats: CallStats) -> None:
+                 settings: PointwiseSettings, stats: CallStats, cap: int | None = None) -> None:
         self.chat = chat
         self.enc = enc
         self.conversation = conversation
@@ -78,11 +78,12 @@ class Grader:
         self.stats = stats
         self.limit = asyncio.Semaphore(settings.concurrency)
         self.tasks: dict[int, asyncio.Task[float | None]] = {}
+        self.cap = cap  # at most this many documents are graded (what the token estimate reserved for)
 
     def start(self, documents: Iterable[int]) -> None:
-        """Begin grading these documents (those not begun yet), without waiting."""
+        """Begin grading these documents (those not begun yet, up to the cap), without waiting."""
         for doc in documents:
-            if doc not in self.tasks:
+            if doc not in self.tasks and (self.cap is None or len(self.tasks) < self.cap):
                 self.tasks[doc] = asyncio.ensure_future(self._grade(doc))
 
     async def grades(self, documents: Sequence[int], start: bool = True) -> dict[int, float | None]:

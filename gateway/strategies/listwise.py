@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from gateway.config import ListwiseSettings, PointwiseSettings
 from gateway.strategies.base import CallStats, Ranking, RankTask, ScoreType, with_budget
 from gateway.strategies.calibration import Grader, calibrated_scores
-from gateway.strategies.pointwise import conversation_builder
+from gateway.strategies.pointwise import conversation_builder, grading_bound
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.rankers import WindowRanker
 from gateway.strategies.scoring import linear_scores
-from gateway.strategies.window import ListwiseJob, prepare
-from gateway.upstream.chat import ChatClient
+from gateway.strategies.window import ListwiseJob, Window, WindowCost, prepare
+from gateway.upstream.chat import ChatClient, Message
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,39 @@ class ListwiseStrategy:
                     grader: Grader | None) -> Placement:
         raise NotImplementedError
 
+    def windows(self, n: int, settings: ListwiseSettings) -> list[Window]:
+        """Every window `place` may send for `n` passages (one pass each), to bound its cost."""
+        raise NotImplementedError
+
+    def max_graded(self, n: int, settings: ListwiseSettings) -> int:
+        """The most documents grading may call for (the `Grader` enforces it)."""
+        return min(n, settings.calibrate_top)
+
+    def estimate_tokens(self, task: RankTask) -> int:
+        """An upper bound: every window the layout may send, each pass of it (`consistency`), at the
+        longest passages it may hold, with a single-token call's fallback permutation; and the
+        grading calls of the longest documents that may be graded."""
+        settings = with_budget(self.settings, task.token_budget)
+        job = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings, task.context_window,
+                      task.instruction, self.largest_window(settings))
+        n = len(job.passages)
+        if n < 2:
+            return 0
+        cost = WindowCost(task.encoding, self.prompt, job, self.first and task.logprobs)
+        total = settings.consistency * sum(cost(w) for w in self.windows(n, settings))
+        if self._calibrates(task, settings):
+            total += grading_bound(task.encoding, self._grading(task), task.texts, self.max_graded(n, settings),
+                                   logprobs=True)
+        return total
+
+    def _calibrates(self, task: RankTask, settings: ListwiseSettings) -> bool:
+        return bool(settings.calibrate_top and task.logprobs and len(task.texts) > 1)
+
+    def _grading(self, task: RankTask) -> Callable[[str], list[Message]]:
+        return conversation_builder(task.encoding, self.grading, task.query,
+                                    with_budget(self.pointwise, task.token_budget), task.context_window,
+                                    task.instruction)
+
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)
         texts = list(task.texts)
@@ -67,10 +101,10 @@ class ListwiseStrategy:
         stats = CallStats()
         ranker = WindowRanker(self.prompt, settings, task.encoding, stats, first=self.first and task.logprobs)
         grader = None
-        if settings.calibrate_top and task.logprobs and len(texts) > 1:
-            build = conversation_builder(task.encoding, self.grading, task.query, self.pointwise,
-                                         task.context_window, task.instruction)
-            grader = Grader(chat, task.encoding, lambda i: build(texts[i]), self.pointwise, stats)
+        if self._calibrates(task, settings):
+            build = self._grading(task)
+            grader = Grader(chat, task.encoding, lambda i: build(texts[i]), self.pointwise, stats,
+                            cap=self.max_graded(len(texts), settings))
         try:
             placement = await self.place(chat, job, ranker, grader) if len(texts) > 1 else Placement([0])
             scores, score_type = await self._scores(placement.order, grader, settings.calibrate_top,

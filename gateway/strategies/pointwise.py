@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import tiktoken
 
@@ -34,7 +34,7 @@ def check_labels(prompt: Prompt, max_label: int) -> None:
     """The prompt's rubric must define exactly the labels 0..max_label."""
     if sorted(prompt.labels) != list(range(max_label + 1)):
         raise ConfigError(
-            f"prompt {prompt.name!r} defines labels {sorted(prompt.labels)}, "
+            f"{prompt.path or prompt.name}: labels: defines {sorted(prompt.labels)}, "
             f"but pointwise.max_label is {max_label} (needs 0..{max_label})"
         )
 
@@ -106,11 +106,24 @@ def prepare(
     return [build(t) for t in texts]
 
 
+def answer_tokens(logprobs: bool) -> int:
+    """One token is the answer; without logprobs a little slack lets "2." or " 2" through."""
+    return 1 if logprobs else 3
+
+
+def grading_bound(enc: tiktoken.Encoding, build: Callable[[str], list[Message]], texts: Sequence[str], count: int,
+                  logprobs: bool) -> int:
+    """Tokens of the `count` costliest single-document calls among `texts`: a bound on grading any `count`."""
+    if count <= 0:
+        return 0
+    costs = sorted((count_messages(enc, build(t)) for t in texts), reverse=True)
+    return sum(costs[:count]) + min(count, len(costs)) * answer_tokens(logprobs)
+
+
 async def grade(chat: ChatClient, enc: tiktoken.Encoding, messages: list[Message], settings: PointwiseSettings,
                 logprobs: bool, stats: CallStats) -> float | None:
     """One document's 0-1 score, or None when its call failed or its answer held no label (counted in `stats`)."""
-    # One token is the answer; without logprobs a little slack lets "2." or " 2" through.
-    request = ChatRequest(messages, max_tokens=1 if logprobs else 3,
+    request = ChatRequest(messages, max_tokens=answer_tokens(logprobs),
                           top_logprobs=settings.top_logprobs if logprobs else 0)
     try:
         reply = await chat.complete(request)
@@ -163,6 +176,13 @@ class Pointwise(PromptedStrategy[PointwiseSettings]):
     def __init__(self, settings: PointwiseSettings, prompt: Prompt) -> None:
         check_labels(prompt, settings.max_label)
         super().__init__(settings, prompt)
+
+    def estimate_tokens(self, task: RankTask) -> int:
+        """Exact prompts (one per document) plus the label each call may answer."""
+        settings = with_budget(self.settings, task.token_budget)
+        conversations = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings,
+                                task.context_window, task.instruction)
+        return sum(count_messages(task.encoding, m) + answer_tokens(task.logprobs) for m in conversations)
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)

@@ -22,6 +22,7 @@ from gateway.strategies.first import first_ranking
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.window import (
     ListwiseJob,
+    answer_ids,
     build_messages,
     expected_tokens,
     is_acknowledgement,
@@ -87,7 +88,7 @@ class WindowRanker:
                 return _complete(ranked, len(members))
             # No logprobs came back (or none named a passage): ask this window for a permutation.
             self.stats.first_fallbacks += 1
-        ids = len(members) if limit is None else max(1, min(limit, len(members)))
+        ids = answer_ids(len(members), limit)
         request = ChatRequest(build_messages(self.prompt, job.query, passages, job.instruction),
                               max_tokens=output_tokens(ids), expected_tokens=expected_tokens(ids))
         reply = await self._call(chat, request, len(members))

@@ -8,8 +8,8 @@ characters. The rewrite keeps the text readable for the model.
 from __future__ import annotations
 
 import re
-import unicodedata
 
+import regex
 import tiktoken
 
 from gateway.strategies.tokens import truncate
@@ -18,16 +18,22 @@ from gateway.strategies.tokens import truncate
 _IDENTIFIER = re.compile(r"[\[［【〔]\s*(\d+)\s*[\]］】〕]")
 # Any tag that opens or closes our delimiters, in any case and spacing.
 _DELIMITER = re.compile(r"<\s*/?\s*passage\s*>", re.IGNORECASE)
-_INVISIBLE = {"Cf"}  # format characters: zero-width spaces and joiners, bidi overrides
-_WHITESPACE = re.compile(r"\s+")
+# Format characters (Unicode category Cf): zero-width spaces and joiners, bidi overrides. The
+# `regex` module (tiktoken's own dependency) knows the category, and a newer Unicode than unicodedata.
+_INVISIBLE = regex.compile(r"\p{Cf}+")
 
 
 def neutralize(text: str) -> str:
     """Return `text` with identifiers, delimiters and invisible characters defused."""
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in _INVISIBLE)
-    text = _IDENTIFIER.sub(r"(\1)", text)
-    text = _DELIMITER.sub("(passage)", text)
-    return _WHITESPACE.sub(" ", text).strip()
+    # Each step skips what cannot match (this runs on every passage of every miss).
+    ascii = text.isascii()
+    if not ascii:  # ASCII has no format characters, nor full-width brackets
+        text = _INVISIBLE.sub("", text)
+    if not ascii or "[" in text:
+        text = _IDENTIFIER.sub(r"(\1)", text)
+    if "<" in text:
+        text = _DELIMITER.sub("(passage)", text)
+    return " ".join(text.split())  # whitespace runs to one space, trimmed (str.split's whitespace is re's \s)
 
 
 def instruction_line(enc: tiktoken.Encoding, instruction: str | None, context_window: int) -> str:

@@ -22,7 +22,7 @@ from gateway.strategies.listwise import ListwiseStrategy, Placement
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.rankers import WindowRanker
 from gateway.strategies.scoring import linear_scores
-from gateway.strategies.window import ListwiseJob
+from gateway.strategies.window import ListwiseJob, Window
 from gateway.upstream.chat import ChatClient
 
 
@@ -59,6 +59,14 @@ class SlidingWindow(ListwiseStrategy):
     """`Strategy` "sliding": RankGPT's back-to-front sliding window with generated permutations."""
 
     name = "sliding"
+
+    def windows(self, n: int, settings: ListwiseSettings) -> list[Window]:
+        # The passages before the previous window's start were in no window yet: still the caller's.
+        shapes, previous = [], n
+        for start, end in window_spans(n, settings.window, settings.step):
+            shapes.append(Window(range(start, previous), end - previous))
+            previous = start
+        return shapes
 
     async def place(self, chat: ChatClient, job: ListwiseJob, ranker: WindowRanker,
                     grader: Grader | None) -> Placement:

@@ -42,7 +42,7 @@ from gateway.config import ListwiseSettings
 from gateway.strategies.calibration import Grader
 from gateway.strategies.listwise import ListwiseStrategy, Placement
 from gateway.strategies.rankers import WindowOrder, WindowRanker
-from gateway.strategies.window import ListwiseJob
+from gateway.strategies.window import ListwiseJob, Window
 from gateway.upstream.chat import ChatClient
 
 
@@ -67,6 +67,12 @@ def split_at_pivot(window: list[int], result: WindowOrder, pivot: int) -> tuple[
     return above, [d for d in ordered if d not in taken]
 
 
+def newcomers_graded(top: int, pivot_rank: int, groups: int) -> int:
+    """How many of each round-2 chunk's candidates are graded as it answers: the chunks share the
+    `top - pivot_rank` places left in the top, and one more each."""
+    return -(-max(0, top - pivot_rank) // groups) + 1
+
+
 async def partition(chat: ChatClient, job: ListwiseJob, ranker: WindowRanker, window: int, pivot_rank: int,
                     final_window: int, grader: Grader | None = None, top: int = 0) -> Placement:
     n = len(job.passages)
@@ -87,7 +93,7 @@ async def partition(chat: ChatClient, job: ListwiseJob, ranker: WindowRanker, wi
         grader.start((candidates + [pivot])[:top])  # the top of the answer, but for newcomers
     # Newcomers compete for the `top - pivot_rank` places left: each chunk's best few are graded
     # as soon as it answers.
-    per_chunk = -(-max(0, top - pivot_rank) // len(groups)) + 1
+    per_chunk = newcomers_graded(top, pivot_rank, len(groups))
 
     async def compare(group: list[int]) -> tuple[WindowOrder, list[int], list[int]]:
         members = group + [pivot]
@@ -127,12 +133,34 @@ class TopDownPartitioning(ListwiseStrategy):
     def largest_window(self, settings: ListwiseSettings) -> int:
         return max(settings.final_window, settings.window)
 
+    @staticmethod
+    def layout(settings: ListwiseSettings) -> tuple[int, int, int]:
+        """(window, pivot rank, final window): the pivot is a rank inside the first window; the last
+        window holds at least a window."""
+        return settings.window, min(settings.pivot, settings.window - 1), max(settings.final_window, settings.window)
+
+    def windows(self, n: int, settings: ListwiseSettings) -> list[Window]:
+        window, pivot, final = self.layout(settings)
+        if n <= window:
+            return [Window(range(n))]
+        groups = chunks(range(window, n), window - 1)
+        # Round 3 orders the candidates: the first window's above the pivot, and round 2's finds.
+        pool = min(final, pivot - 1 + n - window)
+        return [Window(range(window)), *(Window(g, 1, pivot + 1) for g in groups), Window((), pool, window)]
+
+    def max_graded(self, n: int, settings: ListwiseSettings) -> int:
+        window, pivot, _ = self.layout(settings)
+        top = settings.calibrate_top
+        if n <= window:
+            return min(n, top)
+        # The likely top (which holds the first window's candidates), the pivot, and each chunk's newcomers.
+        groups = -(-(n - window) // (window - 1))
+        return min(n, top + 1 + groups * newcomers_graded(top, pivot, groups))
+
     async def place(self, chat: ChatClient, job: ListwiseJob, ranker: WindowRanker,
                     grader: Grader | None) -> Placement:
-        s = self.settings
-        # The pivot is a rank inside the first window; the last window holds at least a window.
-        pivot, final = min(s.pivot, s.window - 1), max(s.final_window, s.window)
-        return await partition(chat, job, ranker, s.window, pivot, final, grader, s.calibrate_top)
+        window, pivot, final = self.layout(self.settings)
+        return await partition(chat, job, ranker, window, pivot, final, grader, self.settings.calibrate_top)
 
 
 class TopDownFirst(TopDownPartitioning):

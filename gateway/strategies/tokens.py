@@ -51,6 +51,8 @@ def truncate(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:
     # Encoding is linear in the text; a token is rarely longer than 16 characters,
     # so a long document is sliced first instead of encoded whole.
     text = text[: max_tokens * 16]
+    if len(text) <= max_tokens and len(text.encode("utf-8", "surrogatepass")) <= max_tokens:
+        return text  # every token is at least one byte: this one fits without encoding it
     tokens = enc.encode(text, disallowed_special=())
     if len(tokens) <= max_tokens:
         return text

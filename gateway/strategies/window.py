@@ -11,7 +11,9 @@ windows over the list the strategies' (`sliding.py`, `tdpart.py`).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import tiktoken
 
@@ -19,7 +21,7 @@ from gateway.config import ListwiseSettings
 from gateway.strategies.base import clean_answer
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import instruction_line, neutralize
-from gateway.strategies.tokens import count_messages, truncate
+from gateway.strategies.tokens import count_messages, count_text, truncate
 from gateway.upstream.chat import Message
 
 _BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
@@ -99,6 +101,11 @@ def output_tokens(ids: int) -> int:
     return _TOKENS_PER_ID * ids + 10
 
 
+def answer_ids(members: int, limit: int | None) -> int:
+    """How many identifiers a permutation of `members` passages names when only the best `limit` are needed."""
+    return members if limit is None else max(1, min(limit, members))
+
+
 def expected_tokens(ids: int) -> int:
     """How long such a permutation usually is: "[12] > " is 4 tokens in cl100k/o200k."""
     return 4 * ids
@@ -127,3 +134,49 @@ def prepare(
     budget = passage_budget(enc, prompt, query, settings, context_window, extra, largest)
     passages = [truncate(enc, neutralize(t), budget) or EMPTY_PASSAGE for t in texts]
     return ListwiseJob(query, passages, extra)
+
+
+# Tokens one passage may add beyond its own count where it meets the template around it.
+_BOUNDARY_SLACK = 2
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window a layout may send, for bounding its cost before any call: the passages known to be
+    in it, how many more (any of the job's), and how many identifiers its answer needs (`limit`)."""
+
+    known: Sequence[int]
+    unknown: int = 0
+    limit: int | None = None
+
+
+class WindowCost:
+    """Upper bounds on the tokens of one job's window calls (prompt plus allowed completion)."""
+
+    def __init__(self, enc: tiktoken.Encoding, prompt: Prompt, job: ListwiseJob, first: bool) -> None:
+        self.enc = enc
+        self.prompt = prompt
+        self.job = job
+        self.first = first
+        self.lengths = [count_text(enc, p) + _BOUNDARY_SLACK for p in job.passages]
+        self.largest = list(accumulate(sorted(self.lengths, reverse=True), initial=0))  # sum of the k longest
+        self._skeletons: dict[tuple[int, bool], int] = {}
+
+    def __call__(self, window: Window) -> int:
+        """One pass over `window`: with single-token ranking, the one-token call and the permutation
+        it falls back to when no logprobs come back."""
+        size = len(window.known) + window.unknown
+        if size < 2:
+            return 0  # a lone passage needs no call
+        passages = sum(self.lengths[i] for i in window.known) + self.largest[min(window.unknown, len(self.lengths))]
+        cost = self._skeleton(size, False) + passages + output_tokens(answer_ids(size, window.limit))
+        if self.first:
+            cost += self._skeleton(size, True) + passages + 1
+        return cost
+
+    def _skeleton(self, size: int, first: bool) -> int:
+        key = (size, first)
+        if key not in self._skeletons:
+            empty = build_messages(self.prompt, self.job.query, [""] * size, self.job.instruction, first)
+            self._skeletons[key] = count_messages(self.enc, empty)
+        return self._skeletons[key]

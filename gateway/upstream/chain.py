@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from gateway.config import ReliabilitySettings
 from gateway.errors import CallCut, UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -34,6 +35,17 @@ from gateway.upstream.resilience import CircuitBreaker, RetryBudget, backoff_del
 
 # (alias, seconds, failure kind or None): what metrics want to know of each attempt.
 AttemptObserver = Callable[[str, float, "str | None"], None]
+Deadline = float | Callable[[], float]  # time.monotonic(); a callable when waiters may push it later
+
+
+class UsageSink(Protocol):
+    """Told of every attempt that reached an upstream, for token accounting."""
+
+    def answered(self, request: ChatRequest, reply: ChatReply) -> None: ...
+
+    def cut(self, request: ChatRequest) -> None:
+        """The attempt was sent but cut off before an answer (timeout, deadline, cancellation)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -59,16 +71,22 @@ class RequestChat:
     """`ChatClient` for one request: a fallback chain under one deadline."""
 
     def __init__(self, chain: list[Upstream], policy: ReliabilitySettings, budget: RetryBudget,
-                 deadline: float, observe: AttemptObserver | None = None) -> None:
+                 deadline: Deadline, observe: AttemptObserver | None = None, usage: UsageSink | None = None) -> None:
         self.chain = chain
         self.observe = observe
+        self.usage = usage
         self.policy = policy
         self.budget = budget
-        self.deadline = deadline  # time.monotonic()
+        self._deadline = deadline if callable(deadline) else (lambda: deadline)
         self.attempts = 0
         self.retries = 0
         self.hedges = 0  # duplicate attempts launched
         self.answered_by: Counter[str] = Counter()
+
+    @property
+    def deadline(self) -> float:
+        """time.monotonic() by which calls stop; read afresh, since a joining request may extend it."""
+        return self._deadline()
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -148,16 +166,22 @@ class RequestChat:
             upstream.breaker.release_probe()
             raise CallCut("the request's deadline passed before the call could be made")
         try:
-            await asyncio.wait_for(upstream.slots.acquire(), remaining)
+            if upstream.slots.locked():  # wait_for costs a task per call: only when there is a wait
+                await asyncio.wait_for(upstream.slots.acquire(), remaining)
+            else:
+                await upstream.slots.acquire()
         except TimeoutError:
             upstream.breaker.release_probe()
             raise CallCut(f"no free slot for model {upstream.alias!r} before the request's deadline") from None
         started = time.monotonic()
         try:
             self.attempts += 1
-            # What is left after waiting for the slot; the client caps it at the model's own timeout.
-            reply = await upstream.chat.complete(replace(request, timeout=self.deadline - started))
+            # The client caps the attempt at the model's own timeout; the request's deadline
+            # is watched here, since a request joining this computation may push it later.
+            reply = await self._before_deadline(upstream.chat.complete(replace(request, timeout=None)))
         except UpstreamError as exc:
+            if self.usage is not None and isinstance(exc, UpstreamTimeout):
+                self.usage.cut(request)
             if self.observe:
                 self.observe(upstream.alias, time.monotonic() - started, exc.code if exc.status is None
                              else f"http_{exc.status}")
@@ -172,6 +196,8 @@ class RequestChat:
                 raise CallCut(f"the request's deadline cut a call to model {upstream.alias!r}") from exc
             raise
         except BaseException:
+            if self.usage is not None:
+                self.usage.cut(request)
             # Cut at the request's deadline, the upstream was too slow: that counts against it.
             # Otherwise (the client left, a bug) there is no verdict on its health.
             if time.monotonic() >= self.deadline:
@@ -182,9 +208,24 @@ class RequestChat:
         finally:
             upstream.slots.release()
         upstream.breaker.record_success()
+        if self.usage is not None:
+            self.usage.answered(request, reply)
         if self.observe:
             self.observe(upstream.alias, time.monotonic() - started, None)
         return reply
+
+    async def _before_deadline(self, call: Coroutine[Any, Any, ChatReply]) -> ChatReply:
+        task = asyncio.ensure_future(call)
+        try:
+            while True:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise UpstreamTimeout("the request's deadline passed during the call")
+                done, _ = await asyncio.wait({task}, timeout=remaining)
+                if done:
+                    return task.result()
+        finally:
+            task.cancel()
 
     def _retry_delay(self, upstream: Upstream, exc: UpstreamError, retry: int) -> float | None:
         """How long to wait before the next attempt, or None to give up on this upstream."""

@@ -10,6 +10,7 @@ import asyncio
 import re
 from typing import Any
 
+import httpx
 import litellm
 
 from gateway.config import ModelSettings
@@ -43,7 +44,8 @@ class LiteLLMChatClient:
 
             # Prompts are sized with tiktoken; SmolLM2's own tokenizer counts a few percent more
             # (up to 1.5x on odd passages), so the model gets a quarter more room than the budget.
-            local_llm.register(n_ctx=settings.context_window + settings.context_window // 4)
+            local_llm.register(n_ctx=settings.context_window + settings.context_window // 4,
+                               n_threads=settings.n_threads)
         register_prices(settings)
         # Keys, base URLs and installed packages do not change while the process runs, so
         # this is settled once here instead of on every request and call.
@@ -74,6 +76,8 @@ class LiteLLMChatClient:
                 f"upstream model {self.settings.litellm_model} timed out after {timeout:g}s"
             ) from exc
         except Exception as exc:  # LiteLLM maps every provider failure onto its own tree
+            if connection_failure(exc) is not None:  # LiteLLM labels these HTTP 500; no response ever came
+                raise UpstreamError(self.describe(exc), retryable=True, code="upstream_unreachable") from exc
             status = getattr(exc, "status_code", None)
             raise UpstreamError(
                 self.describe(exc),
@@ -92,6 +96,14 @@ class LiteLLMChatClient:
     def unavailable_reason(self) -> str | None:
         """Why this model cannot be called at all, or None when it can."""
         return self._unavailable
+
+    def queue_status(self) -> dict[str, int] | None:
+        """The embedded model's worker queue (queued, running, finished, cancelled); None for hosted models."""
+        if self.local_model is None:
+            return None
+        from gateway.upstream import local as local_llm
+
+        return local_llm.queue_stats().as_dict()
 
     def _find_unavailable_reason(self) -> str | None:
         if self.local_model is not None:
@@ -113,6 +125,11 @@ class LiteLLMChatClient:
 
     def describe(self, exc: Exception) -> str:
         """The upstream's reason, without LiteLLM's prefixes or anything key-like."""
+        refused = connection_failure(exc)
+        if refused is not None:
+            where = self.api_base or "its default API address"
+            return (f"could not connect to upstream model {self.settings.litellm_model} at {where}: "
+                    f"{self.scrub(str(refused) or type(refused).__name__)} (no HTTP response came)")
         status = getattr(exc, "status_code", None)
         reason = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc)) or type(exc).__name__
         where = f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
@@ -136,6 +153,27 @@ def _retryable(exc: Exception, status: object) -> bool:
     if isinstance(exc, _RETRYABLE):
         return True
     return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def connection_failure(exc: BaseException) -> BaseException | None:
+    """The innermost cause when `exc` is a failure to connect (refused, no route, no DNS), else None.
+
+    LiteLLM wraps the OpenAI SDK's APIConnectionError (around httpx's ConnectError) in an
+    InternalServerError with status 500, although no HTTP response ever came.
+    """
+    import openai
+
+    seen, cause, connect = set(), exc, False
+    innermost: BaseException = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, openai.APITimeoutError):
+            return None
+        if isinstance(cause, openai.APIConnectionError | httpx.ConnectError | ConnectionError):
+            connect = True
+        innermost = cause
+        cause = cause.__cause__ or cause.__context__
+    return innermost if connect else None
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -99,3 +99,14 @@ async def test_close_cancels_grading_nobody_waits_for() -> None:
     await asyncio.sleep(0)
     await asyncio.wait_for(g.close(), 1)
     assert all(task.cancelled() for task in g.tasks.values())
+
+
+@pytest.mark.anyio
+async def test_a_grader_grades_no_more_documents_than_its_cap() -> None:
+    model = Model(lambda text: 3)
+    g = Grader(model.client(), ENC, lambda i: [{"role": "user", "content": f"<passage>\ndoc {i}\n</passage>"}],
+               PointwiseSettings(), CallStats(), cap=2)
+    g.start([0, 1])
+    grades = await g.grades([5, 0, 1])
+    assert grades[5] is None and len(model.calls) == 2  # what the token estimate reserved for, no more
+    await g.close()

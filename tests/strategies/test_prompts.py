@@ -36,12 +36,12 @@ def test_document_text_is_only_ever_a_value() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        pytest.param('kind = "other"', "kind must be one of", id="kind"),
+        pytest.param('kind = "other"', "kind: must be one of", id="kind"),
         pytest.param('kind = "pointwise"\nsystem = "$max_label $scale"', "user: missing template", id="missing"),
         pytest.param('kind = "pointwise"\nsystem = "$max_label $scale $oops"\nuser = "$query $text $max_label"',
                      "unknown placeholders ['oops']", id="unknown"),
         pytest.param("kind = ", "cannot load prompt", id="toml"),
-        pytest.param('kind = "listwise"\nformat = "xml"', "format must be one of", id="format"),
+        pytest.param('kind = "listwise"\nformat = "xml"', "format: must be one of", id="format"),
         pytest.param('kind = "listwise"\nformat = "multiturn"\nsystem = ""\nprefix = ""\npassage = "$id $text"\n'
                      'suffix = ""\nfirst_suffix = ""', "prefix_ack: missing template", id="multiturn-acks"),
         pytest.param('kind = "listwise"\nformat = "single"\nsystem = ""\nprefix = ""\npassage = "$id $text"\n'

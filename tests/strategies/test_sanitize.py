@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.strategies.sanitize import neutralize
 
@@ -20,3 +22,24 @@ from gateway.strategies.sanitize import neutralize
 )
 def test_neutralize(text: str, expected: str) -> None:
     assert neutralize(text) == expected
+
+
+def _reference(text: str) -> str:
+    """The plain definition neutralize's shortcuts must agree with: every step on every text."""
+    import re
+
+    import regex
+
+    text = "".join(ch for ch in text if not regex.match(r"\p{Cf}", ch))  # Unicode's format characters
+    text = re.sub(r"[\[［【〔]\s*(\d+)\s*[\]］】〕]", r"(\1)", text)
+    text = re.sub(r"<\s*/?\s*passage\s*>", "(passage)", text, flags=re.IGNORECASE)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+_TRICKY = "ab [1]<>/passage\t\n\u00a0\u2003\u3000\u200b\u200d\u2060\u202e\ufeff［】〔7" + "\u00e9\U0001f600"
+
+
+@given(st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(), max_size=60))
+@settings(max_examples=500, deadline=None)
+def test_shortcuts_agree_with_the_plain_definition(text: str) -> None:
+    assert neutralize(text) == _reference(text)
