@@ -80,8 +80,10 @@ class Target:
 
 def write_gateway_config(path: Path, aliases: dict[str, tuple[Target, str]], *, cache: bool = False,
                          extra: str = "", request_timeout: float | None = None,
-                         reliability: dict[str, Any] | None = None) -> Path:
-    """A config with one alias per (target, mode); the first alias is the default."""
+                         reliability: dict[str, Any] | None = None,
+                         model_settings: dict[str, dict[str, Any]] | None = None) -> Path:
+    """A config with one alias per (target, mode); the first alias is the default. `model_settings`
+    adds keys to an alias's table (prices, hedging, ...: what a benchmark copies from a shipped model)."""
     parts = [f'default_model = "{next(iter(aliases))}"', f"[cache]\nenabled = {str(cache).lower()}"]
     table = dict(reliability or {})
     if request_timeout is not None:
@@ -94,6 +96,7 @@ def write_gateway_config(path: Path, aliases: dict[str, tuple[Target, str]], *, 
             f'api_base = "{target.api_base}"\napi_key_env = "{target.key_env}"\n'
             f'mode = "{mode}"\nlogprobs = {str(target.logprobs).lower()}\n'
             f"context_window = {target.context_window}\ntimeout_seconds = 120"
+            + "".join(f"\n{key} = {json.dumps(value)}" for key, value in (model_settings or {}).get(alias, {}).items())
         )
     if extra:
         parts.append(extra.strip())

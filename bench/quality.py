@@ -74,6 +74,7 @@ def rows_of(passes: list[ranking.Pass], args: argparse.Namespace) -> list[dict[s
                 "prompt_tokens": report.spread(p.mean("prompt_tokens") for p in mine),
                 "completion_tokens": report.spread(p.mean("completion_tokens") for p in mine),
                 "seconds": report.spread(p.mean("seconds") for p in mine),
+                "threshold": report.spread(threshold_accuracy(p, qrels) for p in mine),
                 "failed_calls": sum(o.failed_calls for p in mine for o in p.outcomes),
                 "parse_failures": sum(o.parse_failures for p in mine for o in p.outcomes),
                 "incomplete": sum(o.missing > 0 for p in mine for o in p.outcomes),
@@ -86,15 +87,22 @@ def rows_of(passes: list[ranking.Pass], args: argparse.Namespace) -> list[dict[s
     return rows
 
 
+def threshold_accuracy(found: ranking.Pass, qrels: dict[str, dict[str, int]]) -> float:
+    """Of the judged documents in each answer's top 10, the share on the right side of 0.5, x100."""
+    right, judged = found.threshold(qrels)
+    return 100 * right / judged if judged else float("nan")
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     def cell(row: dict[str, Any], key: str, spec: str) -> str:
         return row[key].format(spec) if key in row else ""
 
     header = ["set", "system", "nDCG@10", "calls/query", "prompt tok/query", "completion tok/query",
-              "s/query", "failed", "unparsed"]
+              "s/query", "threshold %", "failed", "unparsed"]
     return report.table(header, [[
         r["set"], r["system"], cell(r, "ndcg", ".2f"), cell(r, "calls", ".1f"), cell(r, "prompt_tokens", ".0f"),
-        cell(r, "completion_tokens", ".0f"), cell(r, "seconds", ".2f"), str(r.get("failed_calls", "")),
+        cell(r, "completion_tokens", ".0f"), cell(r, "seconds", ".2f"), cell(r, "threshold", ".0f"),
+        str(r.get("failed_calls", "")),
         str(r.get("parse_failures", ""))] for r in rows], align="<<")
 
 

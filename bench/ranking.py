@@ -34,6 +34,11 @@ class Outcome:
     seconds: float
     missing: int  # candidates absent from the response, appended in BM25 order
     error: str | None = None  # the request failed (twice): scored as the BM25 order
+    scores: list[float] = field(default_factory=list)  # relevance_score of each of `ranked` (0 for the missing)
+    score_type: str = ""  # meta.score_type: "calibrated" or "rank"
+    partial: bool = False  # meta.partial: the deadline cut it
+    hedges: int = 0  # meta.hedges: duplicate attempts for slow calls
+    cost_usd: float = 0.0  # meta.cost_usd at the alias's prices
 
 
 @dataclass
@@ -49,6 +54,20 @@ class Pass:
 
     def mean(self, name: str) -> float:
         return statistics.fmean(getattr(o, name) for o in self.outcomes)
+
+    def threshold(self, qrels: dict[str, dict[str, int]], depth: int = 10) -> tuple[int, int]:
+        """(right, judged) over each answer's top `depth`: grade >= 2 scored 0.5 or above, grade 0 below
+        (grade-1 and unjudged documents are neither)."""
+        right = judged = 0
+        for o in self.outcomes:
+            grades = qrels.get(o.qid, {})
+            for docid, score in list(zip(o.ranked, o.scores, strict=False))[:depth]:
+                grade = grades.get(docid)
+                if grade is None or grade == 1:
+                    continue
+                judged += 1
+                right += (score >= 0.5) == (grade >= 2)
+        return right, judged
 
 
 def add_options(parser: argparse.ArgumentParser, queries: int | None) -> None:
@@ -78,12 +97,13 @@ def ideal_order(query: Query, judgments: dict[str, int], documents: int = 100) -
     return [c.docid for c in sorted(query.candidates[:documents], key=lambda c: -judgments.get(c.docid, 0))]
 
 
-async def rerank_one(http: httpx.AsyncClient, limit: asyncio.Semaphore, model: str, strategy: str,
+async def rerank_one(http: httpx.AsyncClient, limit: asyncio.Semaphore, model: str, strategy: str | None,
                      query: Query, documents: int) -> Outcome:
+    """One query through the gateway; `strategy` None sends no mode (the alias's default answers)."""
     candidates = query.candidates[:documents]
     docids = [c.docid for c in candidates]
-    body = {"query": query.query, "documents": [c.text for c in candidates], "model": model, "mode": strategy,
-            "top_n": len(docids), "return_documents": False}
+    body = {"query": query.query, "documents": [c.text for c in candidates], "model": model,
+            "top_n": len(docids), "return_documents": False, **({"mode": strategy} if strategy else {})}
     async with limit:
         started = time.perf_counter()
         for _ in range(2):  # one retry: a long run against a real model meets the odd 5xx
@@ -95,16 +115,20 @@ async def rerank_one(http: httpx.AsyncClient, limit: asyncio.Semaphore, model: s
         error = f"HTTP {response.status_code}: {response.text[:300]}"
         return Outcome(query.qid, docids, 0, 0, 0, 0, 0, seconds, 0, error)
     data = response.json()
-    seen = dict.fromkeys(docids[r["index"]] for r in data["results"])
+    seen = {docids[r["index"]]: float(r["relevance_score"]) for r in data["results"]}
     missing = [d for d in docids if d not in seen]
     meta, usage = data["meta"], data["usage"]
     return Outcome(query.qid, list(seen) + missing, meta["llm_calls"], usage["prompt_tokens"],
-                   usage["completion_tokens"], meta["failed_calls"], meta["parse_failures"], seconds, len(missing))
+                   usage["completion_tokens"], meta["failed_calls"], meta["parse_failures"], seconds, len(missing),
+                   scores=[*seen.values(), *[0.0] * len(missing)], score_type=meta.get("score_type", ""),
+                   partial=bool(meta.get("partial")), hedges=int(meta.get("hedges", 0)),
+                   cost_usd=float(meta.get("cost_usd", 0.0)))
 
 
-async def rerank_all(base_url: str, model: str, strategy: str, name: str, queries: list[Query], *,
+async def rerank_all(base_url: str, model: str, strategy: str | None, name: str, queries: list[Query], *,
                      concurrency: int, timeout: float, documents: int = 100,
-                     done: Callable[[], None] | None = None) -> Pass:
+                     done: Callable[[], None] | None = None, label: str | None = None) -> Pass:
+    """Every query through the gateway, `concurrency` at a time; the Pass is named `label` (else the strategy)."""
     limit = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False) as http:
@@ -115,7 +139,7 @@ async def rerank_all(base_url: str, model: str, strategy: str, name: str, querie
             return outcome
 
         outcomes = await asyncio.gather(*(one(q) for q in queries))
-    return Pass(name, strategy, list(outcomes), time.perf_counter() - started)
+    return Pass(name, label or strategy or "default", list(outcomes), time.perf_counter() - started)
 
 
 @contextlib.contextmanager

@@ -1,24 +1,29 @@
-"""Every ranking strategy against the simulated hosted upstream: wall time, rounds, calls, tokens, dollars, nDCG@10.
+"""Every ranking strategy side by side, as a hosted model's users would meet it: wall time, rounds, calls,
+tokens, dollars, nDCG@10 on DL19/DL20, threshold accuracy; and how each degrades with noise and bias.
 
-The gateway runs as a real process in front of the simulator (`python -m simulator`,
-its own process), whose answers come from the TREC DL judgments. Each strategy is
-measured four ways, each through its own alias (a knob set in the api_base path):
+The gateway runs as a real process in front of the simulator (`python -m simulator`, its
+own process), which answers from the TREC DL judgments. Every alias copies the shipped
+`gpt-4-turbo-preview` model (prices, hedging, concurrency, default mode), so "default"
+is what a request with no mode gets and "listwise" what `mode: "listwise"` maps to.
+Each strategy is measured through five aliases, each a simulator profile:
 
-    quality   perfect answers at no latency (sim-instant): nDCG@10 on DL19 and DL20
-              against a perfect reordering, threshold accuracy (of the judged top 10:
-              grade >= 2 scored >= 0.5, grade 0 below 0.5), calls, tokens, $ per query
-    noise     20% of grades replaced at random; bias: the first passage of a prompt
-              favoured by `--bias` grades over the last (nDCG@10, DL19 and DL20)
-    rounds    every call 1 s (sim-steady, scale 10), no hedging: sequential LLM rounds per request
-    timing    gpt-4-turbo speed (0.8 s median time to first token, p95 5x, 35 tokens/s,
-              +0.1 s per 1k prompt tokens), the shipped hedging: wall time per request on
-              the first `--timing-queries` DL20 queries, one request at a time,
-              median over queries; `--runs` runs give min / median / max
+    quality   judgment-perfect answers at no latency: nDCG@10 against a perfect reordering,
+              threshold accuracy (of the judged top 10: grade >= 2 scored >= 0.5, grade 0
+              below), calls, tokens, $ per query
+    noise     --noise of grades replaced at random; bias: the first passage of a prompt
+              favoured by --bias grades over the last (nDCG@10)
+    rounds    every call 1 s, no hedging: the sequential LLM rounds of a request (the
+              simulator's own timeline of calls)
+    timing    gpt-4-turbo speed (0.8 s median to the first token, p95 5x, 35 tokens/s,
+              +0.1 s per 1k prompt tokens), hedging as shipped: wall seconds per request
+              on the first --timing-queries DL20 queries, one request at a time, median
+              over the queries; --repeat runs give min / median / max
 
-Aliases copy the shipped `gpt-4-turbo-preview` model settings (prices, hedging,
-concurrency, default mode), so "default" is what a request with no mode gets.
+Targets (issue 10), printed as PASS/FAIL: no mode <= 5 s, nDCG@10 >= 97% of the perfect
+reordering's, >= 90% of judged top-10 documents on the right side of 0.5; listwise <= 3
+rounds and <= 4 s with single-token ranking. DL19 is for tuning, DL20 for reporting.
 
-    .venv/bin/python -m bench.strategies [--strategies default,listwise,...] [--runs 3] [--json] [--markdown]
+    ./dev.sh bench strategies [--strategies default,listwise,...] [--repeat 3] [--markdown] [--smoke]
 """
 
 from __future__ import annotations
@@ -26,22 +31,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench import cli, counters, harness, report
-from bench.trec import DATA_DIR, Query, load_qrels, load_queries, mean_ndcg
+from bench import cli, counters, harness, plot, ranking, report, upstream
+from bench.trec import Query, load_qrels, load_queries, mean_ndcg
 from gateway.config import Settings
 
 SHIPPED = Settings().models["gpt-4-turbo-preview"]
+# What every alias copies from the shipped model, besides its mode.
+COPIED = ("input_cost_per_million", "output_cost_per_million", "encoding", "max_concurrency", "fusion_weight",
+          "hedge_after_seconds", "max_hedges", "output_tokens_per_second")
 
 
 @dataclass(frozen=True)
@@ -69,93 +74,6 @@ VARIANTS = [
 BY_NAME = {v.name: v for v in VARIANTS}
 
 
-def profiles(bias: float) -> dict[str, tuple[str, str, bool]]:
-    """alias -> (simulated model name, knob spec, hedging as shipped)."""
-    return {
-        "quality": ("sim-instant", "", False),
-        "noise": ("sim-instant", "noise=0.2,seed=7", False),
-        "bias": ("sim-instant", f"bias={bias:g}", False),
-        # Every call 1 s: calls launched together overlap even on a loaded machine.
-        "rounds": ("sim-steady", "scale=10", False),
-        "timing": ("sim-gpt-4-turbo", "", True),
-    }
-
-
-def gateway_config(sim_url: str, group: str, bias: float, overrides: dict[str, Any] | None = None) -> str:
-    model = {**SHIPPED.model_dump(exclude_none=True), **(overrides or {})}
-    parts = ['default_model = "quality"', "[cache]\nenabled = false",
-             "[reliability]\nrequest_timeout_seconds = 120\nmax_request_timeout_seconds = 300",
-             f"[listwise]\n{GROUPS[group]}"]
-    for alias, (name, knobs, hedged) in profiles(bias).items():
-        settings = {**model, "litellm_model": f"openai/{name}", "api_key_env": harness.KEY_ENV,
-                    "api_base": f"{sim_url}/knobs/{knobs}/v1" if knobs else f"{sim_url}/v1"}
-        settings.pop("api_base_env", None)
-        if not hedged:
-            settings["hedge_after_seconds"] = 0.0
-        lines = "\n".join(f"{key} = {toml_value(value)}" for key, value in settings.items())
-        parts.append(f'[models."{alias}"]\n{lines}')
-    return "\n\n".join(parts) + "\n"
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-@dataclass
-class Outcome:
-    qid: str
-    ranked: list[str]
-    scores: dict[str, float]
-    seconds: float
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    score_type: str
-    partial: bool
-    hedges: int
-
-
-async def rerank(http: httpx.AsyncClient, alias: str, variant: Variant, query: Query) -> Outcome:
-    docids = [c.docid for c in query.candidates]
-    body: dict[str, Any] = {"query": query.query, "documents": [c.text for c in query.candidates],
-                            "model": alias, "top_n": len(docids), "return_documents": False, "timeout": 300}
-    if variant.mode:
-        body["mode"] = variant.mode
-    started = time.perf_counter()
-    response = await http.post("/v1/rerank", json=body)
-    seconds = time.perf_counter() - started
-    if response.status_code != 200:
-        raise RuntimeError(f"{variant.name} {alias} {query.qid}: HTTP {response.status_code}: {response.text[:300]}")
-    data = response.json()
-    meta, usage = data["meta"], data["usage"]
-    ranked = [docids[r["index"]] for r in data["results"]]
-    scores = {docids[r["index"]]: r["relevance_score"] for r in data["results"]}
-    return Outcome(query.qid, ranked, scores, seconds, meta["llm_calls"], usage["prompt_tokens"],
-                   usage["completion_tokens"], meta["cost_usd"], meta["score_type"], meta["partial"],
-                   meta["hedges"])
-
-
-def threshold_counts(outcomes: list[Outcome], qrels: dict[str, dict[str, int]]) -> tuple[int, int]:
-    """(right, judged) over the top 10 of every answer: grade >= 2 at 0.5 or above, grade 0 below."""
-    right = judged = 0
-    for o in outcomes:
-        grades = qrels.get(o.qid, {})
-        for docid in o.ranked[:10]:
-            grade = grades.get(docid)
-            if grade is None or grade == 1:
-                continue
-            judged += 1
-            right += (o.scores[docid] >= 0.5) == (grade >= 2)
-    return right, judged
-
-
 @dataclass
 class Row:
     variant: str
@@ -168,7 +86,7 @@ class Row:
     prompt_tokens: float = 0.0
     completion_tokens: float = 0.0
     cost: float = 0.0
-    rounds: float = 0.0
+    rounds: float = float("nan")
     wall: list[float] = field(default_factory=list)  # per run: median seconds over the timing queries
     cpu: list[float] = field(default_factory=list)  # per run: the gateway's CPU seconds per request
     load: list[float] = field(default_factory=list)  # per run: the machine's 1-minute load average after it
@@ -176,183 +94,212 @@ class Row:
     partial: int = 0
 
 
-async def quality(http: httpx.AsyncClient, variant: Variant, row: Row, sets: dict[str, Any], concurrency: int,
-                  profiles_run: list[str]) -> None:
-    limit = asyncio.Semaphore(concurrency)
+def aliases(up: upstream.Upstream, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """alias -> (target, mode), and each alias's copied model settings: one alias per simulator profile."""
+    shipped = {key: getattr(SHIPPED, key) for key in COPIED}
+    calm = {**shipped, "hedge_after_seconds": 0.0}  # no hedging where latency is not measured
+    if up.kind != "simulator":  # a real model: its own speed and answers
+        return {"quality": (up.target(), SHIPPED.mode), "timing": (up.target(), SHIPPED.mode)}, \
+            {"quality": calm, "timing": {**shipped, **args.hedging}}
+    profiles = {"quality": ("instant", {}, calm), "noise": ("instant", {"noise": args.noise, "seed": 7}, calm),
+                "bias": ("instant", {"bias": args.bias}, calm),
+                # Every call 1 s: calls launched together overlap even on a loaded machine.
+                "rounds": ("steady", {"scale": 10}, calm), "timing": ("hosted", {}, {**shipped, **args.hedging})}
+    return ({alias: (up.target(speed, **knobs), SHIPPED.mode) for alias, (speed, knobs, _) in profiles.items()},
+            {alias: settings for alias, (_, _, settings) in profiles.items()})
 
-    async def one(alias: str, q: Query) -> Outcome:
-        async with limit:
-            return await rerank(http, alias, variant, q)
 
+async def quality(url: str, variant: Variant, row: Row, sets: dict[str, Any], args: argparse.Namespace) -> None:
     right = judged = 0
-    clean: list[Outcome] = []
-    for alias in profiles_run:
+    clean: list[ranking.Outcome] = []
+    for profile in ["quality", *args.robustness]:
         for name, (queries, qrels) in sets.items():
-            outcomes = await asyncio.gather(*(one(alias, q) for q in queries))
-            key = name if alias == "quality" else f"{alias} {name}"
-            row.ndcg[key] = mean_ndcg({o.qid: o.ranked for o in outcomes}, qrels)
-            row.partial += sum(o.partial for o in outcomes)
-            if alias == "quality":
-                ideal = {q.qid: [c.docid for c in sorted(q.candidates, key=lambda c: -qrels.get(q.qid, {}).get(
-                    c.docid, 0))] for q in queries}
+            found = await ranking.rerank_all(url, profile, variant.mode, name, queries, concurrency=args.concurrency,
+                                             timeout=400, documents=args.documents, label=variant.name)
+            row.ndcg[name if profile == "quality" else f"{profile} {name}"] = found.ndcg(qrels)
+            row.partial += sum(o.partial for o in found.outcomes)
+            if profile == "quality":
+                ideal = {q.qid: ranking.ideal_order(q, qrels.get(q.qid, {}), args.documents) for q in queries}
                 row.ceiling[name] = mean_ndcg(ideal, qrels)
-                r, j = threshold_counts(outcomes, qrels)
-                right, judged, clean = right + r, judged + j, clean + outcomes
+                r, j = found.threshold(qrels)
+                right, judged, clean = right + r, judged + j, clean + found.outcomes
     row.threshold = right / judged if judged else float("nan")
     row.score_type = ",".join(sorted({o.score_type for o in clean}))
-    row.calls = statistics.fmean(o.calls for o in clean)
-    row.prompt_tokens = statistics.fmean(o.prompt_tokens for o in clean)
-    row.completion_tokens = statistics.fmean(o.completion_tokens for o in clean)
-    row.cost = statistics.fmean(o.cost for o in clean)
+    for key, attr in (("calls", "llm_calls"), ("prompt_tokens", "prompt_tokens"),
+                      ("completion_tokens", "completion_tokens"), ("cost", "cost_usd")):
+        setattr(row, key, statistics.fmean(getattr(o, attr) for o in clean))
 
 
-async def rounds(http: httpx.AsyncClient, sim: httpx.AsyncClient, variant: Variant, queries: list[Query]) -> float:
+async def rounds(url: str, sim_url: str, variant: Variant, queries: list[Query], documents: int) -> float:
     from simulator.timeline import rounds as count_rounds
 
     counts = []
-    for q in queries:
-        await sim.post("/reset")
-        await rerank(http, "rounds", variant, q)
-        counts.append(count_rounds((await sim.get("/calls")).json()))
+    async with httpx.AsyncClient(base_url=sim_url, trust_env=False, timeout=30) as sim:
+        for q in queries:
+            await sim.post("/reset")
+            await ranking.rerank_all(url, "rounds", variant.mode, "dl20", [q], concurrency=1, timeout=400,
+                                     documents=documents)
+            counts.append(count_rounds((await sim.get("/calls")).json()))
     return statistics.median(counts)
 
 
-async def timing(http: httpx.AsyncClient, variant: Variant, queries: list[Query]) -> tuple[float, float]:
-    """(median wall seconds, mean hedges) over the queries, one request at a time."""
-    outcomes = [await rerank(http, "timing", variant, q) for q in queries]
-    return statistics.median(o.seconds for o in outcomes), statistics.fmean(o.hedges for o in outcomes)
-
-
-def start_simulator(workdir: Path) -> harness.Server:
-    port, log = harness.free_port(), workdir / "simulator.log"
-    process = harness.spawn(["-m", "simulator", "--port", str(port), "--data", str(DATA_DIR)], log)
-    return harness.Server("simulator", process, port, log)
-
-
-async def measure(args: argparse.Namespace, sim_url: str, gateways: dict[str, str],
-                  pids: dict[str, list[int]]) -> list[Row]:
+async def measure(args: argparse.Namespace, up: upstream.Upstream, gateways: dict[str, harness.Server]) -> list[Row]:
     sets = {name: (load_queries(name)[: args.queries], load_qrels(name)) for name in args.sets}
     timing_queries = load_queries("dl20")[: args.timing_queries]
     rows = []
-    async with httpx.AsyncClient(base_url=sim_url, trust_env=False, timeout=30) as sim:
+    bar = plot.progress(len(args.strategies) * (1 + args.repeat), "strategies")
+    try:
         for name in args.strategies:
-            variant = BY_NAME[name]
-            row = Row(variant.name, variant.note)
-            async with httpx.AsyncClient(base_url=gateways[variant.group], trust_env=False, timeout=400) as http:
-                await quality(http, variant, row, sets, args.concurrency, ["quality", *args.robustness])
-                print(f"  {name}: nDCG {row.ndcg}", file=sys.stderr, flush=True)
-                row.rounds = await rounds(http, sim, variant, timing_queries[:3])
-                hedges = []
-                for run in range(args.runs):
-                    before = sum(counters.process_cpu_seconds(pid) for pid in pids[variant.group])
-                    wall, hedged = await timing(http, variant, timing_queries)
-                    spent = sum(counters.process_cpu_seconds(pid) for pid in pids[variant.group]) - before
-                    row.wall.append(wall)
-                    row.cpu.append(spent / len(timing_queries))
-                    row.load.append(os.getloadavg()[0])
-                    hedges.append(hedged)
-                    print(f"  {name}: run {run + 1}: median {wall:.2f}s", file=sys.stderr, flush=True)
-                row.hedges = statistics.fmean(hedges) if hedges else 0.0
+            variant, row = BY_NAME[name], Row(name, BY_NAME[name].note)
+            gateway = gateways[variant.group]
+            bar.set_postfix_str(f"{name}: quality")
+            await quality(gateway.url, variant, row, sets, args)
+            if up.kind == "simulator":
+                row.rounds = await rounds(gateway.url, up.url, variant, timing_queries[:3], args.documents)
+            bar.update()
+            hedges = []
+            for run in range(args.repeat):
+                bar.set_postfix_str(f"{name}: timing run {run + 1}")
+                before = counters.process_cpu_seconds(gateway.pid)
+                timed = await ranking.rerank_all(gateway.url, "timing", variant.mode, "dl20", timing_queries,
+                                                 concurrency=1, timeout=400, documents=args.documents)
+                row.cpu.append((counters.process_cpu_seconds(gateway.pid) - before) / len(timing_queries))
+                row.wall.append(statistics.median(o.seconds for o in timed.outcomes))
+                row.load.append(os.getloadavg()[0])
+                hedges.append(timed.mean("hedges"))
+                bar.update()
+            row.hedges = statistics.fmean(hedges) if hedges else 0.0
             rows.append(row)
+    finally:
+        bar.close()
     return rows
 
 
-def tables(rows: list[Row], args: argparse.Namespace, markdown: bool) -> str:
+def tables(rows: list[Row], args: argparse.Namespace) -> str:
     def fmt(header: list[str], body: list[list[str]]) -> str:
-        if not markdown:
+        if not args.markdown:
             return report.table(header, body)
         return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
                           *("| " + " | ".join(r) + " |" for r in body)])
 
+    def ndcg(row: Row, key: str) -> str:
+        return f"{row.ndcg[key]:.2f}" if key in row.ndcg else "-"
+
     sliding = next((r for r in rows if r.variant == "sliding"), None)
     main = [[r.variant, report.spread(r.wall).format(".2f") if r.wall else "-",
              f"{statistics.median(r.cpu):.2f}" if r.cpu else "-", f"{statistics.median(r.load):.1f}" if r.load else "-",
-             f"{r.rounds:g}", f"{r.calls:.1f}",
-             f"{r.hedges:.1f}", f"{r.ndcg.get('dl19', 0):.2f}", f"{r.ndcg.get('dl20', 0):.2f}",
-             f"{100 * r.ndcg.get('dl20', 0) / r.ceiling['dl20']:.1f}%" if "dl20" in r.ceiling else "-",
+             f"{r.rounds:g}", f"{r.calls:.1f}", f"{r.hedges:.1f}", ndcg(r, "dl19"), ndcg(r, "dl20"),
+             f"{100 * r.ndcg['dl20'] / r.ceiling['dl20']:.1f}%" if "dl20" in r.ceiling else "-",
              f"{r.threshold * 100:.1f}%", r.score_type] for r in rows]
     cost = [[r.variant, f"{r.prompt_tokens:,.0f}", f"{r.completion_tokens:,.0f}", f"${r.cost:.4f}",
              f"{r.cost / sliding.cost:.2f}x" if sliding and sliding.cost else "-"] for r in rows]
-    robust = [[r.variant, *(f"{r.ndcg.get(f'{p} {s}', float('nan')):.2f}" for p in args.robustness
-                            for s in args.sets)] for r in rows]
+    robust = [[r.variant, *(ndcg(r, f"{p} {s}") for p in args.robustness for s in args.sets)] for r in rows]
     ceiling = rows[0].ceiling if rows else {}
-    out = [f"Wall seconds per 100-document request at gpt-4-turbo speed (median over {args.timing_queries} DL20 "
-           f"queries; min / median / max over {args.runs} runs); rounds with every call 1 s; nDCG@10 x100 "
-           f"with judgment-perfect answers (perfect reordering: DL19 {ceiling.get('dl19', 0):.2f}, "
-           f"DL20 {ceiling.get('dl20', 0):.2f}); threshold: judged top-10 documents on the right side of "
-           "0.5; CPU: the gateway process's CPU seconds per request; load: the machine's 1-minute load average",
+    perfect = ", ".join(f"{s.upper()} {c:.2f}" for s, c in ceiling.items())
+    out = [f"Wall seconds per {args.documents}-document request at gpt-4-turbo speed (median over "
+           f"{args.timing_queries} DL20 queries; min / median / max over {args.repeat} runs); rounds with every "
+           f"call 1 s; nDCG@10 x100 with judgment-perfect answers (perfect reordering: {perfect}); threshold: "
+           "judged top-10 documents on the right side of 0.5; CPU: the gateway's CPU seconds per request; "
+           "load: the machine's 1-minute load average",
            fmt(["strategy", "wall s", "CPU s", "load", "rounds", "calls", "hedges", "DL19", "DL20", "DL20 / perfect",
-                       "threshold", "scores"], main),
+                "threshold", "scores"], main),
            "", "Tokens and dollars per query at gpt-4-turbo prices ($10 / $30 per M), against the sliding window",
            fmt(["strategy", "prompt tokens", "completion tokens", "$ / query", "vs sliding"], cost)]
     if args.robustness:
-        out += ["", f"Robustness, nDCG@10 x100: noise = 20% of grades random; bias = first passage of a prompt "
-                    f"+{args.bias:g} grade over the last",
+        out += ["", f"Robustness, nDCG@10 x100: noise = {args.noise:g} of grades random; bias = the first passage "
+                    f"of a prompt +{args.bias:g} grade over the last",
                 fmt(["strategy", *(f"{p} {s.upper()}" for p in args.robustness for s in args.sets)], robust)]
     return "\n".join(out)
 
 
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Model settings the command line changes from the shipped ones (hedging experiments)."""
-    keys = {"hedge_after": "hedge_after_seconds", "max_hedges": "max_hedges"}
-    return {name: getattr(args, key) for key, name in keys.items() if getattr(args, key) is not None}
+def checks(rows: list[Row]) -> list[tuple[str, bool]]:
+    """Issue 10's targets, for the rows that have them."""
+    found: list[tuple[str, bool]] = []
+    for row in rows:
+        wall = statistics.median(row.wall) if row.wall else float("nan")
+        common = [(f"{row.variant}: threshold accuracy {100 * row.threshold:.1f}% (>= 90%)", row.threshold >= 0.9)]
+        if row.ceiling.get("dl20"):  # the acceptance set; DL19 is for tuning
+            fidelity = row.ndcg["dl20"] / row.ceiling["dl20"]
+            common.append((f"{row.variant}: nDCG@10 DL20 {100 * fidelity:.1f}% of perfect (>= 97%)",
+                           fidelity >= 0.97))
+        if row.variant == "default":
+            found += [(f"default: {wall:.2f} s per request (<= 5 s)", wall <= 5), *common]
+        elif row.variant == "listwise":
+            found += [(f"listwise: {row.rounds:g} rounds (<= 3)", row.rounds <= 3),
+                      (f"listwise (single-token ranking): {wall:.2f} s (<= 4 s)", wall <= 4), *common]
+        elif row.variant == "tdpart":
+            found.append((f"tdpart (generated permutations): {wall:.2f} s (<= 10 s)", wall <= 10))
+    return found
+
+
+def write_plot(rows: list[Row], path: Path) -> Path:
+    labels = [r.variant for r in rows]
+    return plot.bars(path, "Strategies at gpt-4-turbo speed: wall seconds per request, nDCG@10 DL20 x100", labels,
+                     [("wall s (min / median / max over runs)", [report.spread(r.wall or [0.0]) for r in rows]),
+                      ("nDCG@10 DL20 x100", [report.spread([r.ndcg.get("dl20", 0.0)]) for r in rows])],
+                     reference=[5.0, None])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = cli.parser(__doc__)
     parser.add_argument("--strategies", default=",".join(v.name for v in VARIANTS))
     parser.add_argument("--sets", default="dl19,dl20")
-    parser.add_argument("--queries", type=int, default=None, help="first N queries per set for quality (all)")
+    parser.add_argument("--queries", type=int, default=None, help="the first N queries per set for quality (all)")
+    parser.add_argument("--documents", type=int, default=100, help="BM25 candidates per query (100)")
     parser.add_argument("--timing-queries", type=int, default=10, help="DL20 queries timed per run (10)")
-    parser.add_argument("--runs", type=int, default=3, help="timing runs (3)")
     parser.add_argument("--robustness", default="noise,bias", help="comma-separated: noise, bias ('' for none)")
-    parser.add_argument("--bias", type=float, default=1.0, help="position bias in grades (1.0)")
-    parser.add_argument("--concurrency", type=int, default=8, help="concurrent requests in the quality passes")
-    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    parser.add_argument("--noise", type=float, default=0.2, help="the noise profile's share of random grades (0.2)")
+    parser.add_argument("--bias", type=float, default=1.0, help="the bias profile's position bias in grades (1.0)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight in the quality passes")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown (the README's)")
     parser.add_argument("--hedge-after", type=float, default=None,
                         help=f"hedge_after_seconds when timing (shipped: {SHIPPED.hedge_after_seconds:g}; 0: off)")
     parser.add_argument("--max-hedges", type=int, default=None, help=f"max_hedges (shipped: {SHIPPED.max_hedges})")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds for the whole benchmark")
-    cli.add_json(parser, "strategies")
-    cli.add_keep_logs(parser)
-    args = parser.parse_args(argv)
+    cli.add_measuring(parser, "strategies", knobs=False)
+    args = cli.parse(parser, argv)
+    if args.smoke:
+        args.strategies, args.sets, args.queries, args.documents = "default,listwise", "dl19", 2, 20
+        args.timing_queries, args.repeat, args.robustness = 1, 1, "noise"
     args.strategies = cli.comma_list(parser, args.strategies, "strategy", BY_NAME)
     args.sets = cli.comma_list(parser, args.sets, "set", ("dl19", "dl20"))
     args.robustness = cli.comma_list(parser, args.robustness, "profile", ("noise", "bias"))
+    args.hedging = {name: value for name, value in (("hedge_after_seconds", args.hedge_after),
+                                                    ("max_hedges", args.max_hedges)) if value is not None}
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="rerank-bench-strategies-"))
-    servers: list[harness.Server] = []
-    with harness.sigterm_as_exit(), harness.time_limit(args.timeout, "bench.strategies: time limit reached"):
+    with harness.workdir() as workdir, harness.time_limit(args.timeout, "bench.strategies: time limit reached"), \
+            upstream.running(args, workdir) as up:
+        if up.kind == "fake":
+            raise SystemExit("bench.strategies needs the simulator package (simulator/ beside gateway/)")
+        if up.kind != "simulator":
+            args.robustness = []  # noise and bias are simulator knobs
+        targets, settings = aliases(up, args)
+        gateways: dict[str, harness.Server] = {}
         try:
-            sim = start_simulator(workdir)
-            servers.append(sim)
-            sim.wait_ready("/health")
-            gateways, pids = {}, {}
             for group in sorted({BY_NAME[s].group for s in args.strategies}):
-                home = workdir / (group or "default")
+                home = workdir / (group or "shipped")
                 home.mkdir()
-                config = home / "config.toml"
-                config.write_text(gateway_config(sim.url, group, args.bias, overrides(args)))
-                gateway = harness.start_gateway(config, home, log_level="warning")
-                servers.append(gateway)
-                gateway.wait_ready("/health")
-                gateways[group], pids[group] = gateway.url, [gateway.pid]
-            print(f"simulator {sim.url}, gateways {gateways}; logs in {workdir}", file=sys.stderr, flush=True)
-            rows = asyncio.run(measure(args, sim.url, gateways, pids))
+                config = harness.write_gateway_config(
+                    home / "config.toml", targets, request_timeout=120, model_settings=settings,
+                    reliability={"breaker_failure_threshold": 1_000_000},
+                    extra=f"[listwise]\n{GROUPS[group]}" if group else "")
+                gateways[group] = harness.start_gateway(config, home, log_level="warning")
+                gateways[group].wait_ready("/health")
+            rows = asyncio.run(measure(args, up, gateways))
         finally:
-            for server in reversed(servers):
-                server.stop()
-            if not args.keep_logs:
-                shutil.rmtree(workdir, ignore_errors=True)
-    print(tables(rows, args, args.markdown))
-    if args.json:
-        report.write_json(args.json, {"options": cli.as_json(args), "shipped": SHIPPED.model_dump(),
-                                      "rows": [asdict(r) for r in rows]})
-    return 0
+            for gateway in gateways.values():
+                gateway.stop()
+    print(tables(rows, args))
+    verdicts = checks(rows)
+    print("\n".join(report.verdicts(verdicts)))
+    report.write_json(args.json, {"args": cli.as_json(args), "upstream": up.kind, "shipped": SHIPPED.model_dump(),
+                                  "rows": rows, "checks": verdicts})
+    print(f"wrote {args.json} and {write_plot(rows, args.json.with_suffix('.png'))}", file=sys.stderr)
+    return 0 if all(passed for _, passed in verdicts) else 1
 
 
 if __name__ == "__main__":

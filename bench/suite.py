@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "latency": ["--smoke"],
     "quality": ["--smoke"],
     "cost": ["--smoke"],
+    "strategies": ["--smoke"],
     "profile": ["--smoke"],
     "cpu_per_request": ["--smoke"],
     "outage": ["--faults", "status", "--concurrency", "4", "--healthy", "2", "--outage", "3",

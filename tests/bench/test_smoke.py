@@ -40,5 +40,5 @@ def test_every_benchmark_runs_in_its_smoke_configuration(tmp_path: Path) -> None
         assert written.is_file(), f"{name} wrote no JSON"
         json.loads(written.read_text())
     # The suite's own benchmarks also draw their results.
-    for name in ("latency", "quality", "cost", "profile", "cpu_per_request"):
+    for name in ("latency", "quality", "cost", "profile", "cpu_per_request", "strategies"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, f"{name} drew no plot"
