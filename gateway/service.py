@@ -85,13 +85,13 @@ class AnswerMeta:
     fusion_weight: float
     ranked_documents: int  # how many the model ranked; the rest follow in the caller's order
     input_order_tau: float  # Kendall's tau of the answer's order against the caller's (1 = unchanged)
-    warnings: list[str]  # plain sentences about a degraded or demo-quality answer (Cohere's meta.warnings)
     strategy: str  # the strategy that ranked, e.g. "tdpart-first" for mode "listwise"
     score_type: str  # "calibrated": graded relevance, 0.5 and above relevant; "rank": from positions only
     partial: bool  # the deadline came first: what finished, the rest in the caller's order below
     skipped: dict[str, int] | None  # when partial: LLM calls cut or not made, documents no finished call saw
     hedges: int  # duplicate attempts sent for slow calls
     first_fallbacks: int  # single-token windows answered without logprobs, re-asked for a permutation
+    warnings: list[str]  # plain sentences about a degraded or demo-quality answer (Cohere's meta.warnings)
 
 
 @dataclass(frozen=True)
@@ -491,7 +491,6 @@ class RerankService:
                 fusion_weight=weight,
                 ranked_documents=ranked,
                 input_order_tau=round(tau, 4),
-                warnings=warnings,
                 strategy=name,
                 # Blended with the caller's order, a score depends on position: no longer a graded judgement.
                 score_type=ranking.score_type if weight >= 1 else "rank",
@@ -499,6 +498,7 @@ class RerankService:
                 skipped=skipped,
                 hedges=0 if hit else result.hedges,
                 first_fallbacks=0 if hit else stats.first_fallbacks,
+                warnings=warnings,
             ),
         )
 

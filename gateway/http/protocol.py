@@ -246,7 +246,6 @@ class RerankMeta(BaseModel):
                                               "the caller's order.")
     input_order_tau: float = Field(description="Kendall's tau of the returned order against the request's "
                                                "(1 = unchanged, -1 = reversed).")
-    warnings: list[str] = Field(description="Plain sentences about a degraded or demo-quality answer.")
     strategy: str = Field(description="The strategy that ranked, e.g. 'tdpart-first' for mode 'listwise'.")
     score_type: Literal["calibrated", "rank"] = Field(
         description="'calibrated': graded relevance, 0.5 and above means relevant; 'rank': from positions only.")
@@ -257,6 +256,7 @@ class RerankMeta(BaseModel):
     hedges: int = Field(description="Duplicate attempts sent for slow LLM calls.")
     first_fallbacks: int = Field(description="Single-token windows answered without logprobs, re-asked for a "
                                              "generated permutation.")
+    warnings: list[str] = Field(description="Plain sentences about a degraded or demo-quality answer.")
 
 
 class RerankResponse(BaseModel):
