@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Callable
 
 from gateway.config import BatchedSettings, ConfigError, PointwiseSettings
 from gateway.errors import UpstreamError
@@ -33,11 +32,11 @@ from gateway.strategies.base import CallStats, Ranking, RankTask, clean_answer, 
 from gateway.strategies.consistency import shuffles
 from gateway.strategies.pointwise import (
     check_labels,
-    conversation_builder,
     expected_label,
     grade,
     grading_bound,
     scored_ranking,
+    task_builder,
 )
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import instruction_line, neutralize
@@ -161,13 +160,8 @@ class BatchedPointwise:
         if not task.texts:
             return 0
         calls = sum(count_messages(task.encoding, r.messages) + r.max_tokens for _, r in self.calls(task))
-        return calls + grading_bound(task.encoding, self._single(task), task.texts,
+        return calls + grading_bound(task.encoding, task_builder(task, self.single, self.pointwise), task.texts,
                                      self.max_alone(len(task.texts)), task.logprobs)
-
-    def _single(self, task: RankTask) -> Callable[[str], list[Message]]:
-        return conversation_builder(task.encoding, self.single, task.query,
-                                    with_budget(self.pointwise, task.token_budget), task.context_window,
-                                    task.instruction)
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         enc, texts, max_label = task.encoding, list(task.texts), self.pointwise.max_label
@@ -194,7 +188,7 @@ class BatchedPointwise:
         scores: list[float | None] = [sum(s) / len(s) if s else None for s in judged]
         left_out = [doc for doc, s in enumerate(scores) if s is None][:self.max_alone(len(texts))]
         if left_out and not stats.cut_calls:
-            build = self._single(task)
+            build = task_builder(task, self.single, self.pointwise)
             settings = with_budget(self.pointwise, task.token_budget)
 
             async def alone(doc: int) -> None:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from gateway.config import ListwiseSettings, PointwiseSettings
 from gateway.strategies.base import CallStats, Ranking, RankTask, ScoreType, with_budget
 from gateway.strategies.calibration import Grader, calibrated_scores
-from gateway.strategies.pointwise import conversation_builder, grading_bound
+from gateway.strategies.pointwise import grading_bound, task_builder
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.rankers import WindowRanker
 from gateway.strategies.scoring import linear_scores
 from gateway.strategies.window import ListwiseJob, Window, WindowCost, prepare
-from gateway.upstream.chat import ChatClient, Message
+from gateway.upstream.chat import ChatClient
 
 
 @dataclass(frozen=True)
@@ -81,17 +80,12 @@ class ListwiseStrategy:
         cost = WindowCost(task.encoding, self.prompt, job, self.first and task.logprobs)
         total = settings.consistency * sum(cost(w) for w in self.windows(n, settings))
         if self._calibrates(task, settings):
-            total += grading_bound(task.encoding, self._grading(task), task.texts, self.max_graded(n, settings),
-                                   logprobs=True)
+            total += grading_bound(task.encoding, task_builder(task, self.grading, self.pointwise), task.texts,
+                                   self.max_graded(n, settings), logprobs=True)
         return total
 
     def _calibrates(self, task: RankTask, settings: ListwiseSettings) -> bool:
         return bool(settings.calibrate_top and task.logprobs and len(task.texts) > 1)
-
-    def _grading(self, task: RankTask) -> Callable[[str], list[Message]]:
-        return conversation_builder(task.encoding, self.grading, task.query,
-                                    with_budget(self.pointwise, task.token_budget), task.context_window,
-                                    task.instruction)
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)
@@ -102,7 +96,7 @@ class ListwiseStrategy:
         ranker = WindowRanker(self.prompt, settings, task.encoding, stats, first=self.first and task.logprobs)
         grader = None
         if self._calibrates(task, settings):
-            build = self._grading(task)
+            build = task_builder(task, self.grading, self.pointwise)
             grader = Grader(chat, task.encoding, lambda i: build(texts[i]), self.pointwise, stats,
                             cap=self.max_graded(len(texts), settings))
         try:

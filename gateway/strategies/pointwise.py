@@ -97,6 +97,12 @@ def conversation_builder(
                                        extra)
 
 
+def task_builder(task: RankTask, prompt: Prompt, settings: PointwiseSettings) -> Callable[[str], list[Message]]:
+    """`conversation_builder` for one request's task, under the client's per-document budget."""
+    return conversation_builder(task.encoding, prompt, task.query, with_budget(settings, task.token_budget),
+                                task.context_window, task.instruction)
+
+
 def prepare(
     enc: tiktoken.Encoding, prompt: Prompt, query: str, texts: list[str],
     settings: PointwiseSettings, context_window: int, instruction: str | None = None,

@@ -133,14 +133,17 @@ async def test_more_candidates_than_the_last_window_holds_stay_above_the_pivot()
     assert numbers[89] == 10 and min(numbers[:89]) > 10
 
 
+def failing_at(call: int, error: Exception) -> Model:
+    """A model whose `call`-th call (counting from 1) raises `error`."""
+    model = Model(relevance)
+    model.fail = lambda request: error if len(model.calls) == call else None
+    return model
+
+
 @pytest.mark.anyio
 async def test_a_chunk_the_deadline_cut_goes_below_in_the_callers_order() -> None:
     docs, _ = shuffled_docs(6)
-
-    def cut_second_chunk(request: object) -> Exception | None:
-        return CallCut("deadline") if len(model.calls) == 3 else None
-
-    model = Model(relevance, fail=cut_second_chunk)
+    model = failing_at(3, CallCut("deadline"))  # the second chunk
     ranking = await tdpart(calibrate_top=0).rank(model.client(), task(docs))
     assert ranking.stats.cut_calls == 1 and ranking.unranked == 19
     assert ranking.order[-19:] == list(range(39, 58))  # the second chunk, in the caller's order, last
@@ -156,11 +159,7 @@ async def test_a_cut_first_window_leaves_nothing_ranked() -> None:
 @pytest.mark.anyio
 async def test_a_failed_first_window_still_partitions_around_the_callers_tenth() -> None:
     docs, ideal = shuffled_docs(8)
-
-    def fail_first(request: object) -> Exception | None:
-        return UpstreamError("boom") if len(model.calls) == 1 else None
-
-    model = Model(relevance, fail=fail_first)
+    model = failing_at(1, UpstreamError("boom"))
     ranking = await tdpart(calibrate_top=0).rank(model.client(), task(docs))
     assert ranking.stats.failed_calls == 1 and ranking.unranked == 0
     assert sorted(ranking.order) == list(range(100))
