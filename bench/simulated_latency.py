@@ -3,7 +3,7 @@
 For one speed preset (gpt-4-turbo by default) it starts the simulator as its own
 process (as benchmarks and docker-compose run it) and times, through
 litellm.acompletion over loopback as the gateway calls it:
-one RankGPT window (the gateway's own prompt, 20 DL19 passages), a one-token
+one listwise window (the gateway's own prompt, 20 DL19 passages), a one-token
 pointwise answer, and a 100-way pointwise fan-out (the wall time of the slowest
 call), and prints min/median/max over the repeats beside the speed model's own
 median (Monte Carlo), the simulator's own span (first request in to last answer

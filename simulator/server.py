@@ -98,7 +98,10 @@ class Simulator:
         ttft = speed.draw_ttft(self._latency_stream(knobs.seed))
         failed = self._latency_stream(knobs.seed).random() < knobs.errors
         wait = speed.duration(ttft, prompt_tokens, 0 if failed else len(pieces))
-        await asyncio.sleep(max(0.0, arrived + wait - time.monotonic()))
+        # An event loop's timers may fire a little early (uvloop's clock is the loop iteration's, and
+        # milliseconds): a call never takes less than its planned time.
+        while (left := arrived + wait - time.monotonic()) > 0:
+            await asyncio.sleep(left)
 
         if failed:
             response = error(500, "simulated upstream failure (knob errors)", "server_error")

@@ -27,7 +27,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_holds_the_package_prompts_and_license_and_nothing_else(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"gateway/_prompts/listwise.toml", "gateway/_prompts/pointwise.toml", "gateway/cli.py"} <= set(names)
+    prompts = {f"gateway/_prompts/{name}.toml" for name in ("listwise", "rankgpt", "pointwise", "batched")}
+    assert {*prompts, "gateway/cli.py"} <= set(names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     top = {n.split("/")[0] for n in names}
     assert top == {"gateway", next(t for t in top if t.endswith(".dist-info"))}, top  # no tests/, bench/, docs/
@@ -54,4 +55,5 @@ def test_an_installed_wheel_finds_its_prompts_inside_the_package(wheel: Path, tm
                             timeout=120)
     assert result.returncode == 0, result.stderr
     directory, prompts = result.stdout.splitlines()
-    assert Path(directory) == target / "gateway" / "_prompts" and prompts == "['listwise', 'pointwise']"
+    assert Path(directory) == target / "gateway" / "_prompts"
+    assert prompts == "['batched', 'listwise', 'pointwise', 'rankgpt']"

@@ -9,7 +9,8 @@ per document.
 
 Documents are dealt to batches round robin (document i to batch i mod B), so
 every batch holds a mix of the caller's ranks instead of one batch of all the
-best. A document a batch's answer leaves out is graded alone, once, up to one
+best. A document a batch's answer leaves out is graded alone (one whose batch
+call failed is not: the chain already retried it), once, up to one
 such call per batch or one batch's worth (more left out means the model cannot
 answer in batches: the rest stay unscored, below the scored ones, and the answer
 counts the parse failures); that keeps what a request may cost bounded before
@@ -167,6 +168,7 @@ class BatchedPointwise:
         enc, texts, max_label = task.encoding, list(task.texts), self.pointwise.max_label
         stats = CallStats()
         judged: list[list[float]] = [[] for _ in texts]
+        answered: set[int] = set()  # documents some batch answer was about
         limit = asyncio.Semaphore(self.pointwise.concurrency)
 
         async def judge(batch: list[int], request: ChatRequest) -> None:
@@ -177,6 +179,7 @@ class BatchedPointwise:
                     stats.record_failure(exc)
                     return
             stats.record(enc, request, reply)
+            answered.update(batch)
             found = parse_labels(reply, len(batch), max_label)
             if not found:
                 stats.parse_failures += 1
@@ -186,7 +189,9 @@ class BatchedPointwise:
 
         await asyncio.gather(*(judge(batch, request) for batch, request in self.calls(task)))
         scores: list[float | None] = [sum(s) / len(s) if s else None for s in judged]
-        left_out = [doc for doc, s in enumerate(scores) if s is None][:self.max_alone(len(texts))]
+        # Only what an answer left out: a batch whose call failed was retried by the chain already, and
+        # asking the same upstream once per document would multiply the failures, not cure them.
+        left_out = [doc for doc, s in enumerate(scores) if s is None and doc in answered][:self.max_alone(len(texts))]
         if left_out and not stats.cut_calls:
             build = task_builder(task, self.single, self.pointwise)
             settings = with_budget(self.pointwise, task.token_budget)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from gateway.ops.auth import hash_key
-from tests.conftest import ALIASES, NO_RETRIES
+from tests.conftest import ALIASES, NO_RETRIES, SLIDING
 from tests.support.faults import Fault
 
 KEY_A, KEY_B = "key-tenant-a-123", "key-tenant-b-456"
@@ -16,7 +16,7 @@ AUTH = f"""[auth]
 enabled = true
 keys = [{{name = "a", sha256 = "{hash_key(KEY_A)}"}}, {{name = "b", sha256 = "{hash_key(KEY_B)}"}}]"""
 DOCS = ["Paris is the capital of France.", "Bananas are yellow."]
-SLOW = [*ALIASES, ("slowpoke", "slowpoke", "listwise", "")]
+SLOW = [*ALIASES, ("slowpoke", "slowpoke", "sliding", SLIDING)]
 
 
 def rerank(gateway, query: str, key: str | None = None, model: str = "judge", headers: dict | None = None,  # noqa: ANN001

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from gateway.ops.auth import hash_key
-from tests.conftest import ALIASES, NO_RETRIES
+from tests.conftest import ALIASES, NO_RETRIES, SLIDING
 from tests.support.faults import Fault
 
 KEY = "key-shared-limit-123"
@@ -20,7 +20,7 @@ AUTH = f"""[auth]
 enabled = true
 keys = [{{name = "shared", sha256 = "{hash_key(KEY)}", requests_per_minute = 5}}]"""
 DOCS = ["Paris is the capital of France.", "Bananas are yellow.", "The Seine flows through Paris."]
-SLOW = [*ALIASES, ("stampede", "stampede", "listwise", "")]
+SLOW = [*ALIASES, ("stampede", "stampede", "sliding", SLIDING)]
 
 
 def rerank(gateway, query: str, model: str = "judge", key: str | None = None) -> httpx.Response:  # noqa: ANN001

@@ -27,12 +27,20 @@ def sim() -> Iterator[simulator.RunningSimulator]:
 @pytest.fixture(scope="module")
 def gateway(sim: simulator.RunningSimulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp("simulated")
-    aliases = [("sim-listwise", "sim-instant", "listwise"), ("sim-pointwise", "sim-instant", "pointwise"),
-               ("sim-steady", "sim-steady", "listwise")]
-    lines = ['default_model = "sim-listwise"', "[cache]\nenabled = false"]
-    for alias, model, mode in aliases:
-        lines.append(f'[models."{alias}"]\nlitellm_model = "openai/{model}"\napi_base = "{sim.api_base()}"\n'
-                     f'api_key_env = "FAKE_UPSTREAM_KEY"\nmode = "{mode}"\nlogprobs = true\n'
+    # (alias, simulated model, mode, logprobs, knobs): the sliding window without logprobs is one call per
+    # window; "slow" calls last 1 s, so calls launched together overlap on any machine.
+    slow = sim.api_base(scale=10)
+    aliases = [("sim-sliding", "sim-instant", "sliding", False, sim.api_base()),
+               ("sim-pointwise", "sim-instant", "pointwise", True, sim.api_base()),
+               ("sim-batched", "sim-instant", "batched", True, sim.api_base()),
+               ("sim-listwise", "sim-instant", "listwise", True, sim.api_base()),
+               ("sim-steady", "sim-steady", "sliding", False, sim.api_base()),
+               ("sim-steady-listwise", "sim-steady", "listwise", True, slow),
+               ("sim-steady-batched", "sim-steady", "batched", True, slow)]
+    lines = ['default_model = "sim-sliding"', "[cache]\nenabled = false"]
+    for alias, model, mode, logprobs, api_base in aliases:
+        lines.append(f'[models."{alias}"]\nlitellm_model = "openai/{model}"\napi_base = "{api_base}"\n'
+                     f'api_key_env = "FAKE_UPSTREAM_KEY"\nmode = "{mode}"\nlogprobs = {str(logprobs).lower()}\n'
                      "context_window = 128000")
     config = tmp / "config.toml"
     config.write_text("\n\n".join(lines) + "\n")
@@ -49,11 +57,13 @@ def rerank(gateway: GatewayProcess, model: str, query: str, documents: list[str]
     return [r["index"] for r in response.json()["results"]]
 
 
-@pytest.mark.parametrize(("model", "kind", "calls_per_query"), [
-    ("sim-listwise", "listwise", 9), ("sim-pointwise", "pointwise", 100),
+@pytest.mark.parametrize(("model", "kinds", "calls_per_query"), [
+    ("sim-sliding", {"listwise"}, 9), ("sim-pointwise", {"pointwise"}, 100), ("sim-batched", {"batch"}, 20),
+    ("sim-listwise", {"first", "pointwise"}, None),  # tdpart-first: 7 windows, and grades for the top
 ])
 def test_a_perfect_simulated_model_reranks_dl19_far_above_bm25(
-    gateway: GatewayProcess, sim: simulator.RunningSimulator, model: str, kind: str, calls_per_query: int,
+    gateway: GatewayProcess, sim: simulator.RunningSimulator, model: str, kinds: set[str],
+    calls_per_query: int | None,
 ) -> None:
     qrels = load_qrels("dl19")
     bm25, reranked = {}, {}
@@ -63,7 +73,8 @@ def test_a_perfect_simulated_model_reranks_dl19_far_above_bm25(
         bm25[q.qid] = docids
         reranked[q.qid] = [docids[i] for i in rerank(gateway, model, q.query, [c.text for c in q.candidates])]
     calls = sim.calls()
-    assert len(calls) == QUERIES * calls_per_query and {c["kind"] for c in calls} == {kind}
+    assert {c["kind"] for c in calls} == kinds
+    assert calls_per_query is None or len(calls) == QUERIES * calls_per_query
     assert all(c["judged"] == c["passages"] for c in calls)  # every passage matched its judgment
     baseline, ours = mean_ndcg(bm25, qrels), mean_ndcg(reranked, qrels)
     assert ours > baseline + 20, (baseline, ours)
@@ -75,3 +86,14 @@ def test_the_sliding_window_is_nine_sequential_rounds(gateway: GatewayProcess, s
     rerank(gateway, "sim-steady", q.query, [c.text for c in q.candidates])
     calls = sim.calls()
     assert len(calls) == 9 and simulator.rounds(calls) == 9 and simulator.peak_concurrency(calls) == 1
+
+
+@pytest.mark.parametrize(("model", "rounds"), [("sim-steady-listwise", 3), ("sim-steady-batched", 1)])
+def test_listwise_is_three_rounds_and_the_default_one(gateway: GatewayProcess, sim: simulator.RunningSimulator,
+                                                       model: str, rounds: int) -> None:
+    """What the 5 s budget rests on, counted on the simulator's own timeline: tdpart-first's three rounds
+    (grading overlaps them), batched's one."""
+    q = load_queries("dl19")[1]
+    sim.reset()
+    rerank(gateway, model, q.query, [c.text for c in q.candidates])
+    assert simulator.rounds(sim.calls()) == rounds

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from gateway.ops.auth import hash_key
-from tests.conftest import ALIASES, NO_RETRIES
+from tests.conftest import ALIASES, NO_RETRIES, SLIDING
 from tests.support.faults import Fault
 
 KEY = "key-token-limited-123"
@@ -49,7 +49,7 @@ def test_concurrent_requests_cannot_spend_more_than_the_limit(start_gateway, ups
 
 
 def test_a_request_cut_by_its_deadline_is_charged_for_the_calls_it_made(start_gateway, upstream) -> None:
-    gateway = start_gateway(f"{NO_RETRIES}\n{auth(1200)}", [*ALIASES, ("glacial", "glacial", "listwise", "")])
+    gateway = start_gateway(f"{NO_RETRIES}\n{auth(1200)}", [*ALIASES, ("glacial", "glacial", "sliding", SLIDING)])
     upstream.faults.always("glacial", Fault.delay(5))
     docs = documents(3, "deadline")
     try:
@@ -64,7 +64,7 @@ def test_a_request_cut_by_its_deadline_is_charged_for_the_calls_it_made(start_ga
 
 
 def test_a_client_that_goes_away_is_charged_for_the_calls_it_started(start_gateway, upstream) -> None:
-    gateway = start_gateway(f"{NO_RETRIES}\n{auth(1200)}", [*ALIASES, ("glacial", "glacial", "listwise", "")])
+    gateway = start_gateway(f"{NO_RETRIES}\n{auth(1200)}", [*ALIASES, ("glacial", "glacial", "sliding", SLIDING)])
     upstream.faults.always("glacial", Fault.hang(5))
     docs = documents(3, "gone")
     try:

@@ -10,7 +10,7 @@ import time
 import httpx
 
 from gateway.ops.auth import hash_key
-from tests.conftest import ALIASES, NO_RETRIES, GatewayProcess, write_config
+from tests.conftest import ALIASES, NO_RETRIES, SLIDING, GatewayProcess, write_config
 from tests.support.faults import Fault
 
 ADMIN = "admin-secret-for-workers"
@@ -63,7 +63,7 @@ def test_workers_share_a_port_and_all_reload(tmp_path, upstream) -> None:
 
 
 def test_sigterm_drains_every_worker(tmp_path, upstream) -> None:
-    aliases = [*ALIASES, ("crawl", "crawl", "listwise", "")]
+    aliases = [*ALIASES, ("crawl", "crawl", "sliding", SLIDING)]
     config = write_config(tmp_path / "config.toml", upstream.port, BASE, aliases,
                           server="drain_seconds = 0.5\ngraceful_shutdown_seconds = 10")
     gateway = GatewayProcess(config, tmp_path / "gateway.log", args=("--workers", "2"),

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from gateway.config import BatchedSettings, ConfigError, PointwiseSettings
-from gateway.errors import CallCut
+from gateway.errors import CallCut, UpstreamError
 from gateway.strategies.batched import BatchedPointwise, batches, build_messages, parse_labels
 from gateway.upstream.chat import ChatReply, ChatRequest, MockChatClient
 from tests.support.scripted import Model, number_in, prompt, task, window_passages
@@ -124,3 +124,24 @@ async def test_hedging_waits_for_a_batch_s_usual_answer_not_its_cap() -> None:
     model = Model(lambda text: 1)
     await batched(5).rank(model.client(), task([f"doc {i}" for i in range(10)]))
     assert all(0 < c.request.expected_tokens < c.request.max_tokens for c in model.calls)
+
+
+@pytest.mark.anyio
+async def test_a_failed_batch_is_not_asked_again_document_by_document() -> None:
+    model = Model(lambda text: 2, fail=lambda request: UpstreamError("unreachable", status=502))
+    ranking = await batched(3).rank(model.client(), task(["a", "b", "c", "d", "e", "f"]))
+    assert len(model.calls) == 2 and ranking.stats.failed_calls == 2  # the chain retried; no 6 lone calls
+
+
+@pytest.mark.anyio
+async def test_documents_graded_alone_are_capped_at_one_per_batch() -> None:
+    def handler(request: ChatRequest) -> ChatReply:
+        if "<passage>" in request.messages[-1]["content"]:
+            return ChatReply("3")
+        return ChatReply("These passages are all fine.")  # a batch answer with no label lines
+
+    chat = MockChatClient(handler)
+    ranking = await batched(3).rank(chat, task([f"doc {i}" for i in range(12)], logprobs=False))
+    # 4 batches, then 4 documents alone (what the token estimate reserved), the other 8 unscored below.
+    assert len(chat.requests) == 8 and ranking.order[:4] == [0, 1, 2, 3] and ranking.stats.parse_failures == 4
+    assert ranking.scores[:4] == [1.0] * 4 and ranking.scores[4:] == [0.0] * 8

@@ -18,8 +18,8 @@ from gateway.errors import UpstreamError
 from gateway.strategies.base import Strategy
 from gateway.strategies.registry import FACTORIES, build_strategies
 from gateway.strategies.tokens import count_messages
-from gateway.upstream.chat import ChatRequest
-from tests.support.scripted import ENC, PROMPTS, Model, kind_of, number_in, task
+from gateway.upstream.chat import ChatReply, ChatRequest
+from tests.support.scripted import ENC, PROMPTS, Call, Model, kind_of, number_in, task
 
 WORDS = ("tea trade history ship port silk route ocean merchant leaf brew naïve straße 数据 emoji🙂 "
          "[3] <passage> </passage> Ignore previous instructions").split()
@@ -48,12 +48,22 @@ def failing_batches(request: ChatRequest) -> Exception | None:
     return UpstreamError("batch refused", status=500) if kind_of(request) == "batched" else None
 
 
+class Unbatched(Model):
+    """A model that answers every batch with prose: each document left out is graded alone, up to the cap."""
+
+    async def __call__(self, request: ChatRequest) -> ChatReply:
+        if kind_of(request) != "batched":
+            return await super().__call__(request)
+        self.calls.append(Call("batched", 0.0, 0.0, 0, request))
+        return ChatReply("I would rather not rate these passages.")
+
+
 MODELS = {
     "answers well": lambda: Model(lambda text: number_in(text) % 4),
     # Configured with logprobs but returning none: every FIRST window is asked again for a permutation.
     "no logprobs after all": lambda: Model(lambda text: number_in(text) % 4, logprobs=False),
-    # Every batch fails: its documents are graded alone, up to the cap.
     "batches fail": lambda: Model(lambda text: number_in(text) % 4, fail=failing_batches),
+    "batches unanswered": lambda: Unbatched(lambda text: number_in(text) % 4),
 }
 
 
