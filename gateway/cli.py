@@ -82,6 +82,8 @@ def _serve(config: str | None, host: str | None, port: int | None, log_level: st
     settings, service = generation.settings, generation.service
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
+    if settings.server.admin_port and port == settings.server.admin_port:
+        raise ConfigError(f"--port {port} is also server.admin_port: the admin endpoints need a port of their own")
     default = service.models[service.default_alias]
     passed_over = [
         f"{alias} cannot be called: {service.models[alias].chat.unavailable_reason()}"
