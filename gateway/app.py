@@ -64,7 +64,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         warm_up()
         watcher = None
-        if public and holder.path is not None and holder.current.settings.server.watch_config:
+        # Running whenever there is a file: a reload can turn server.watch_config on or off.
+        if public and holder.path is not None:
             watcher = asyncio.create_task(watch(holder))
         yield
         if watcher is not None:
@@ -79,6 +80,9 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # The middleware serves "/v1/rerank/" as "/v1/rerank"; Starlette's redirect would build its
+    # Location from the client's Host header.
+    app.router.redirect_slashes = False
     app.add_middleware(
         RequestContextMiddleware, metrics=gateway.metrics, known_paths={route.path for route in table},
         config_version=lambda: holder.current.version,

@@ -129,13 +129,39 @@ def _get(settings: Settings, dotted: str) -> object:
     return value
 
 
-async def watch(holder: ConfigHolder, debounce_ms: int = 300) -> None:
-    """Reload when the config file changes; editors that replace the file are covered by
-    watching its directory, and a burst of writes makes one reload."""
+async def watch(holder: ConfigHolder, debounce_ms: int = 300, retry_seconds: float = 1.0) -> None:
+    """Reload when the config file, as mounted, changes.
+
+    The directory that holds the path is watched, not the file nor what a symlink resolves
+    to: editors replace the file by renaming a new one over it, and a Kubernetes ConfigMap
+    volume swaps `..data -> ..<timestamp>` atomically (with `config.toml -> ..data/config.toml`)
+    and deletes the old timestamped directory, so a watch on the resolved path hears one swap
+    and nothing after. Any change in the directory re-reads the path; the file's digest decides
+    whether it changed, so unrelated changes cost a read and no reload. If the directory itself
+    goes away, the watch is armed again when it is back.
+    """
     import watchfiles
 
     assert holder.path is not None
-    target = holder.path.resolve()
-    async for changes in watchfiles.awatch(target.parent, debounce=debounce_ms, recursive=False):
-        if any(Path(changed).resolve() == target for _, changed in changes):
+    directory = holder.path.absolute().parent
+    while True:
+        try:
+            async for _ in watchfiles.awatch(directory, debounce=debounce_ms, recursive=False, watch_filter=None):
+                if holder.current.settings.server.watch_config and _changed(holder):
+                    await holder.reload("watch")
+        except (FileNotFoundError, OSError, RuntimeError) as exc:
+            logger.warning("watching %s failed (%s); watching again in %gs", directory, exc, retry_seconds)
+        # awatch ends when its directory is deleted; wait for it to come back, then watch again.
+        await asyncio.sleep(retry_seconds)
+        if holder.current.settings.server.watch_config and _changed(holder):
             await holder.reload("watch")
+
+
+def _changed(holder: ConfigHolder) -> bool:
+    """Whether the file's bytes differ from the running generation's (unreadable counts as changed)."""
+    assert holder.path is not None
+    try:
+        raw = holder.path.read_bytes()
+    except OSError:
+        return True  # let the reload report it
+    return hashlib.sha256(raw).hexdigest()[:16] != holder.current.digest
