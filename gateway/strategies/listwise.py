@@ -17,12 +17,11 @@ from gateway.config import ListwiseSettings
 from gateway.errors import UpstreamError
 from gateway.strategies.base import CallStats, PromptedStrategy, Ranking, RankTask, clean_answer, with_budget
 from gateway.strategies.prompts import Prompt
-from gateway.strategies.sanitize import instruction_line, neutralize
+from gateway.strategies.sanitize import IDENTIFIER, instruction_line, safe_text
 from gateway.strategies.scoring import linear_scores
-from gateway.strategies.tokens import count_messages, truncate
+from gateway.strategies.tokens import count_messages
 from gateway.upstream.chat import ChatClient, ChatRequest, Message
 
-_BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
 _NUMBER = re.compile(r"\d+")
 # "[12] > " costs about 4 tokens in cl100k/o200k; the rest is slack for spacing.
 _TOKENS_PER_ID = 5
@@ -66,7 +65,7 @@ def build_messages(prompt: Prompt, query: str, passages: list[str], instruction:
 
 
 def parse_permutation(text: str, n: int) -> tuple[list[int], bool]:
-    """Read a ranking such as "[2] > [3] > [1]" into 0-based positions.
+    """Read a ranking such as "[2] > [3] > [1]" (or "⟦2⟧ > ⟦3⟧", see sanitize.IDENTIFIER) into 0-based positions.
 
     Identifiers are kept in answer order; duplicates and out-of-range ones are
     dropped and the missing ones appended in input order, so the result is
@@ -75,7 +74,7 @@ def parse_permutation(text: str, n: int) -> tuple[list[int], bool]:
     input order.
     """
     answer = clean_answer(text)
-    found = _BRACKETED.findall(answer) or _NUMBER.findall(answer)
+    found = IDENTIFIER.findall(answer) or _NUMBER.findall(answer)
     seen: dict[int, None] = {}
     for token in found:
         if len(token) > 6:  # a digit run this long is no identifier (and int() on it is costly)
@@ -115,10 +114,10 @@ def prepare(
     enc: tiktoken.Encoding, prompt: Prompt, query: str, texts: list[str],
     settings: ListwiseSettings, context_window: int, instruction: str | None = None,
 ) -> ListwiseJob:
-    query = truncate(enc, neutralize(query), context_window // 4)
+    query = safe_text(enc, query, context_window // 4)
     extra = instruction_line(enc, instruction, context_window)
     budget = passage_budget(enc, prompt, query, settings, context_window, extra)
-    return ListwiseJob(query, [truncate(enc, neutralize(t), budget) for t in texts], extra)
+    return ListwiseJob(query, [safe_text(enc, t, budget) for t in texts], extra)
 
 
 async def rank_listwise(

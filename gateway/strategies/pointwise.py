@@ -18,8 +18,8 @@ from gateway.config import ConfigError, PointwiseSettings
 from gateway.errors import UpstreamError
 from gateway.strategies.base import CallStats, PromptedStrategy, Ranking, RankTask, clean_answer, with_budget
 from gateway.strategies.prompts import Prompt
-from gateway.strategies.sanitize import instruction_line, neutralize
-from gateway.strategies.tokens import count_messages, truncate
+from gateway.strategies.sanitize import instruction_line, safe_text
+from gateway.strategies.tokens import count_messages
 from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest, Message
 
 # A document whose call or parse failed scores this, and sorts after every
@@ -88,12 +88,12 @@ def prepare(
     settings: PointwiseSettings, context_window: int, instruction: str | None = None,
 ) -> list[list[Message]]:
     """One conversation per document, each passage cut to fit the context."""
-    query = truncate(enc, neutralize(query), context_window // 4)
+    query = safe_text(enc, query, context_window // 4)
     extra = instruction_line(enc, instruction, context_window)
     skeleton = count_messages(enc, build_messages(prompt, query, "", settings.max_label, extra))
     budget = min(settings.max_passage_tokens, max(16, context_window - skeleton - 8))
     return [
-        build_messages(prompt, query, truncate(enc, neutralize(t), budget), settings.max_label, extra)
+        build_messages(prompt, query, safe_text(enc, t, budget), settings.max_label, extra)
         for t in texts
     ]
 
