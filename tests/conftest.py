@@ -54,7 +54,7 @@ def write_config(path: Path, upstream_port: int, extra: str = NO_RETRIES,
     `extra` holds whole tables; `server` holds lines for the [server] table."""
     lines = [
         'default_model = "judge"',
-        f"[server]\nmax_body_bytes = 200000\n{server}",
+        f"[server]\n{'' if 'max_body_bytes' in server else 'max_body_bytes = 200000'}\n{server}",
         "[cache]\nenabled = true",
         extra,
     ]

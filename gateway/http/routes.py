@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections.abc import Coroutine
@@ -12,9 +11,10 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.errors import InvalidRequest
 from gateway.http import dialects
 from gateway.http.access import authenticate
+from gateway.http.body import decode_json, read_body
 from gateway.http.openapi import build_openapi
 from gateway.http.protocol import parse_rerank_request
 from gateway.ops.state import Gateway
@@ -38,9 +38,11 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         log = request.scope["state"]["log"]
         log["config_version"] = generation.version
         limits = authenticate(request, settings.auth, gateway.limiter, gateway.metrics)
+        # The body first: a client slow to send holds its connection, never an in-flight slot.
+        raw = await read_body(request, settings.server.max_body_bytes, settings.server.body_read_timeout_seconds)
         gateway.gate.enter(settings.server.max_concurrent_requests)
         try:
-            body = await read_json(request, settings.server.max_body_bytes)
+            body = decode_json(raw)
             dialect = dialects.detect(route_dialect, body)
             rerank_request = parse_rerank_request(body, settings.limits)
             log["documents"] = len(rerank_request.documents)
@@ -145,23 +147,3 @@ async def list_models(request: Request) -> Response:
         for alias, runtime in service.models.items()
     ]
     return JSONResponse({"object": "list", "data": data})
-
-
-async def read_json(request: Request, limit: int) -> Any:
-    """The decoded body, refusing more than `limit` bytes before reading them all."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None

@@ -145,3 +145,21 @@ def test_sigterm_drains_then_finishes_in_flight_requests(start_gateway, upstream
     assert draining.status_code == 503 and draining.json()["status"] == "draining"
     assert results["slow"].status_code == 200
     assert gateway.process.wait(timeout=20) == 0
+
+
+def test_a_request_cut_by_the_shutdown_grace_gets_a_json_503(start_gateway, upstream) -> None:
+    gateway = start_gateway(NO_RETRIES, SLOW, server="graceful_shutdown_seconds = 0.5")
+    upstream.faults.always("slowpoke", Fault.delay(10))
+    results: dict[str, httpx.Response] = {}
+    worker = threading.Thread(target=lambda: results.update(cut=rerank(gateway, model="slowpoke")))
+    try:
+        worker.start()
+        time.sleep(0.5)
+        gateway.process.send_signal(signal.SIGTERM)
+        worker.join(timeout=20)
+    finally:
+        upstream.faults.clear("slowpoke")
+    cut = results["cut"]
+    assert cut.status_code == 503 and cut.headers["content-type"] == "application/json", cut.text
+    assert cut.json()["error"]["code"] == "shutting_down" and cut.headers["retry-after"] == "1"
+    assert gateway.process.wait(timeout=20) == 0
