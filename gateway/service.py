@@ -16,13 +16,13 @@ from pathlib import Path
 from gateway.cache.keys import cache_key
 from gateway.cache.memory import ResultCache
 from gateway.config import DEFAULT_MODEL, Settings
-from gateway.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, ModelUnavailable
+from gateway.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, ModelUnavailable, echo
 from gateway.ops.metrics import Metrics
 from gateway.strategies.base import Ranking, RankTask, Strategy
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
 from gateway.strategies.registry import build_strategies
 from gateway.strategies.scoring import fuse
-from gateway.strategies.tokens import encoding_name_for, get_encoding
+from gateway.strategies.tokens import count_text, encoding_name_for, get_encoding
 from gateway.upstream.chain import RequestChat
 from gateway.upstream.resilience import RetryBudget
 from gateway.upstream.runtime import ModelRuntime, Upstreams, build_models
@@ -154,7 +154,7 @@ class RerankService:
         runtime = self.models.get(alias) if alias else None
         if runtime is None:
             raise ModelNotFound(
-                f"model {name!r} not found; configured models: {', '.join(self.models)}", param="model"
+                f"model {echo(name)} not found; configured models: {', '.join(self.models)}", param="model"
             )
         reason = runtime.chat.unavailable_reason()
         if reason:
@@ -174,6 +174,7 @@ class RerankService:
         if strategy is None:
             raise InvalidRequest(f"mode {mode!r} is not one of {sorted(self.strategies)}", code="invalid_mode",
                                  param="mode")
+        self._check_repeated_text(query, model.alias)
         policy = self.settings.reliability
         budget = min(query.timeout or policy.request_timeout_seconds, policy.max_request_timeout_seconds)
         deadline = (arrived or time.monotonic()) + budget
@@ -209,8 +210,9 @@ class RerankService:
             self._raise_if_mostly_failed(ranking)
             fallbacks = sorted(set(chat.answered_by) - {model.alias})
             result = RankingResult(ranking, strategy.prompt_version, chat.attempts, chat.retries, fallbacks)
-            # A ranking with failed calls or a stand-in model's answers is never cached.
-            return result, not ranking.stats.failed_calls and not fallbacks
+            # A ranking with failed calls, unusable answers or a stand-in model's answers is never cached.
+            stats = ranking.stats
+            return result, not stats.failed_calls and not stats.parse_failures and not fallbacks
 
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
@@ -221,6 +223,16 @@ class RerankService:
         if self.metrics:
             self._observe(answer)
         return answer
+
+    def _check_repeated_text(self, query: RerankQuery, alias: str) -> None:
+        """The query and instruction go into every LLM call: their tokens are bounded before any call."""
+        limits = self.settings.limits
+        for name, text, limit in (("query", query.query, limits.max_query_tokens),
+                                  ("instruction", query.instruction, limits.max_instruction_tokens)):
+            tokens = count_text(self.encodings[alias], text) if text else 0
+            if tokens > limit:
+                raise InvalidRequest(f"{name} is {tokens} tokens for model {alias!r}; the limit is {limit} "
+                                     "(it is repeated in every LLM call)", code=f"{name}_too_long", param=name)
 
     def _observe_attempt(self, alias: str, seconds: float, failure: str | None) -> None:
         assert self.metrics is not None
@@ -246,8 +258,8 @@ class RerankService:
         if stats.failed_calls / stats.calls > self.settings.limits.max_failed_call_ratio:
             error = stats.errors[-1]
             raise type(error)(
-                f"{stats.failed_calls} of {stats.calls} LLM calls failed; last error: {error.message}",
-                status=error.status, retry_after=error.retry_after,
+                f"{stats.failed_calls} of {stats.calls} LLM calls failed; last error: {error.log_message}",
+                status=error.status, retry_after=error.retry_after, quoted=error.quoted,
             ) from error
 
     def _answer(

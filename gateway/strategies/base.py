@@ -8,7 +8,6 @@ adding one is a module and a registry line.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -17,11 +16,12 @@ import tiktoken
 
 from gateway.errors import UpstreamError
 from gateway.strategies.prompts import Prompt
+from gateway.strategies.sanitize import fold
 from gateway.strategies.tokens import count_messages, count_text
-from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest
+from gateway.upstream.chat import MAX_ANSWER_CHARS, ChatClient, ChatReply, ChatRequest
 
 # Model output is untrusted: parsers look at a bounded prefix only.
-MAX_PARSED_CHARS = 20_000
+MAX_PARSED_CHARS = MAX_ANSWER_CHARS
 
 
 @dataclass
@@ -36,14 +36,18 @@ class CallStats:
     errors: list[UpstreamError] = field(default_factory=list)
 
     def record(self, enc: tiktoken.Encoding, request: ChatRequest, reply: ChatReply) -> None:
-        """Count a finished call: the upstream's usage when reported, tiktoken's otherwise."""
+        """Count a finished call: the upstream's usage when reported, tiktoken's otherwise.
+
+        Never more completion tokens than the call asked for, whatever the upstream says or sends.
+        """
         self.calls += 1
         if reply.prompt_tokens is not None:
-            self.prompt_tokens += reply.prompt_tokens
-            self.completion_tokens += reply.completion_tokens or 0
+            self.prompt_tokens += max(0, reply.prompt_tokens)
+            completion = reply.completion_tokens or 0
         else:
             self.prompt_tokens += count_messages(enc, request.messages)
-            self.completion_tokens += count_text(enc, reply.text)
+            completion = count_text(enc, reply.text[:MAX_PARSED_CHARS])
+        self.completion_tokens += min(max(0, completion), request.max_tokens)
 
     def record_failure(self, error: UpstreamError) -> None:
         self.calls += 1
@@ -64,13 +68,14 @@ def clean_answer(text: str) -> str:
     """Normalize a model answer before parsing.
 
     Reasoning models put their thinking first; only what follows `</think>`
-    is the answer. NFKC folds look-alike digits (full-width, circled,
-    superscript) into ASCII.
+    is the answer. `fold` is the sanitizer's own: look-alike digits (full-width,
+    circled, superscript) become ASCII and invisible characters go, so an answer
+    and a document agree on what an identifier is.
     """
     text = text[:MAX_PARSED_CHARS]
     if "</think>" in text:
         text = text.rsplit("</think>", 1)[1]
-    return unicodedata.normalize("NFKC", text)
+    return fold(text)
 
 
 @dataclass(frozen=True)

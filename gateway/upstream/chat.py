@@ -14,6 +14,10 @@ from typing import Protocol
 
 Message = dict[str, str]
 
+# What of an answer's text a client keeps: rankings and labels are short, and everything after
+# this is neither parsed nor counted (an upstream can send megabytes).
+MAX_ANSWER_CHARS = 20_000
+
 
 @dataclass(frozen=True)
 class ChatRequest:

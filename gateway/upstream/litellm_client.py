@@ -14,11 +14,22 @@ import litellm
 
 from gateway.config import ModelSettings
 from gateway.errors import ModelUnavailable, UpstreamError, UpstreamTimeout
-from gateway.upstream.chat import ChatReply, ChatRequest
+from gateway.upstream import wire
+from gateway.upstream.chat import MAX_ANSWER_CHARS, ChatReply, ChatRequest
+from gateway.upstream.redact import Redactor
 from gateway.upstream.resilience import parse_retry_after
 
 litellm.suppress_debug_info = True
 litellm.drop_params = False  # a dropped `logprobs` would silently turn scores into guesses
+if litellm.aclient_session is None:
+    litellm.aclient_session = wire.bounded_session()  # what the OpenAI-compatible path may read
+
+# Every configured upstream key, in any encoding, is scrubbed from every upstream's messages:
+# an upstream may quote another alias's key as well as its own.
+_redact = Redactor()
+MAX_QUOTED_CHARS = 1000
+# Alternatives of the first token read from an answer (OpenAI sends at most 20).
+MAX_ALTERNATIVES = 64
 
 LOCAL_PROVIDER = "local"  # litellm_model "local/<name>": the embedded model (gateway.upstream.local)
 
@@ -35,6 +46,8 @@ class LiteLLMChatClient:
         self.settings = settings
         self.api_base = settings.resolved_api_base()
         self.api_key = settings.resolved_api_key()
+        if self.api_key:
+            _redact.add(self.api_key)
         self.local_model = settings.litellm_model.removeprefix(f"{LOCAL_PROVIDER}/") \
             if settings.litellm_model.startswith(f"{LOCAL_PROVIDER}/") else None
         if self.local_model is not None:
@@ -74,20 +87,37 @@ class LiteLLMChatClient:
                 f"upstream model {self.settings.litellm_model} timed out after {timeout:g}s"
             ) from exc
         except Exception as exc:  # LiteLLM maps every provider failure onto its own tree
+            too_large = _cause(exc, wire.AnswerTooLarge)
+            if too_large is not None:
+                raise UpstreamError(f"upstream model {self.settings.litellm_model} answered more than "
+                                    f"{too_large.limit} bytes; the answer was refused unread") from exc
             status = getattr(exc, "status_code", None)
+            summary, quoted = self.describe(exc)
             raise UpstreamError(
-                self.describe(exc),
+                summary, quoted=quoted,
                 status=status if isinstance(status, int) else None,
                 retryable=_retryable(exc, status),
                 retry_after=_retry_after(exc),
             ) from exc
         try:
-            return _reply(response)
-        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            return self._reply(response, request)
+        except (AttributeError, IndexError, TypeError, ValueError, OverflowError) as exc:
             raise UpstreamError(
                 f"upstream model {self.settings.litellm_model} answered without a usable choice",
                 retryable=True,
             ) from exc
+
+    def _reply(self, response: Any, request: ChatRequest) -> ChatReply:
+        """The answer, bounded: a prefix of its text, and usage no larger than the call could cost."""
+        choice = response.choices[0]
+        text = ((choice.message.content or "") if choice.message else "")[:MAX_ANSWER_CHARS]
+        usage = getattr(response, "usage", None)
+        # A prompt cannot be larger than the context it had to fit (the local model's has a margin).
+        prompt = wire.usage_count(getattr(usage, "prompt_tokens", None), 2 * self.settings.context_window) or None
+        completion = wire.usage_count(getattr(usage, "completion_tokens", None), request.max_tokens)
+        if prompt is None:
+            completion = None
+        return ChatReply(str(text), _first_token_logprobs(choice), prompt, completion)
 
     def unavailable_reason(self) -> str | None:
         """Why this model cannot be called at all, or None when it can."""
@@ -111,18 +141,30 @@ class LiteLLMChatClient:
         # Self-hosted OpenAI-compatible servers rarely check the key, but the SDK wants one.
         return self.api_key or ("no-key" if self.api_base else None)
 
-    def describe(self, exc: Exception) -> str:
-        """The upstream's reason, without LiteLLM's prefixes or anything key-like."""
+    def describe(self, exc: Exception) -> tuple[str, str]:
+        """(what failed, the upstream's reason) without LiteLLM's prefixes, tracebacks or any key."""
         status = getattr(exc, "status_code", None)
         reason = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc)) or type(exc).__name__
         where = f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
-        return f"upstream model {self.settings.litellm_model} failed ({where}): {self.scrub(reason)}"
+        return f"upstream model {self.settings.litellm_model} failed ({where})", scrub(reason)
 
-    def scrub(self, message: str) -> str:
-        """Drop anything that looks like a credential from an upstream message."""
-        if self.api_key:
-            message = message.replace(self.api_key, "***")
-        return _KEYLIKE.sub("***", message)[:2000]
+
+def scrub(message: str) -> str:
+    """An upstream's message as the gateway may repeat it: bounded, without tracebacks or keys."""
+    message = _TRACEBACK.split(message[: MAX_QUOTED_CHARS * 4], 1)[0].strip()
+    return _redact(message)[:MAX_QUOTED_CHARS]
+
+
+def _cause(exc: BaseException, kind: type[wire.AnswerTooLarge]) -> wire.AnswerTooLarge | None:
+    """`exc` or the first exception of its cause/context chain that is a `kind`."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 _RETRYABLE = (
@@ -153,18 +195,7 @@ def _retry_after(exc: Exception) -> float | None:
 
 
 _LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+: )?(\w+Exception - )?")
-_KEYLIKE = re.compile(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-*]{6,}")
-
-
-def _reply(response: Any) -> ChatReply:
-    choice = response.choices[0]
-    text = (choice.message.content or "") if choice.message else ""
-    usage = getattr(response, "usage", None)
-    prompt = getattr(usage, "prompt_tokens", None) or None
-    completion = getattr(usage, "completion_tokens", None)
-    if prompt is None:
-        completion = None
-    return ChatReply(text, _first_token_logprobs(choice), prompt, completion)
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|received_args=")
 
 
 def _first_token_logprobs(choice: Any) -> list[tuple[str, float]]:
@@ -172,8 +203,8 @@ def _first_token_logprobs(choice: Any) -> list[tuple[str, float]]:
     content = _get(logprobs, "content") if logprobs is not None else None
     if not content:
         return []
-    alternatives = _get(content[0], "top_logprobs") or []
-    pairs = [(str(_get(alt, "token")), float(_get(alt, "logprob"))) for alt in alternatives]
+    alternatives = (_get(content[0], "top_logprobs") or [])[:MAX_ALTERNATIVES]
+    pairs = [(str(_get(alt, "token"))[:64], float(_get(alt, "logprob"))) for alt in alternatives]
     return sorted(pairs, key=lambda pair: pair[1], reverse=True)
 
 
