@@ -8,7 +8,8 @@ adding one is a module and a registry line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -22,6 +23,18 @@ from gateway.upstream.chat import MAX_ANSWER_CHARS, ChatClient, ChatReply, ChatR
 
 # Model output is untrusted: parsers look at a bounded prefix only.
 MAX_PARSED_CHARS = MAX_ANSWER_CHARS
+# Building prompts is CPU work linear in the (cut) text: past this many characters of input it
+# runs in a worker thread, so probes and other requests are answered meanwhile (tiktoken and
+# the regexes let the event loop in between).
+OFF_LOOP_CHARS = 200_000
+T = TypeVar("T")
+
+
+async def off_loop(texts: Sequence[str], work: Callable[[], T]) -> T:
+    """`work()`, in a worker thread when `texts` are long enough to stall the event loop."""
+    if sum(map(len, texts)) < OFF_LOOP_CHARS:
+        return work()
+    return await asyncio.to_thread(work)
 
 
 @dataclass

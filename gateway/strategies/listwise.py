@@ -15,7 +15,15 @@ import tiktoken
 
 from gateway.config import ListwiseSettings
 from gateway.errors import UpstreamError
-from gateway.strategies.base import CallStats, PromptedStrategy, Ranking, RankTask, clean_answer, with_budget
+from gateway.strategies.base import (
+    CallStats,
+    PromptedStrategy,
+    Ranking,
+    RankTask,
+    clean_answer,
+    off_loop,
+    with_budget,
+)
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import IDENTIFIER, instruction_line, safe_text
 from gateway.strategies.scoring import linear_scores
@@ -155,6 +163,6 @@ class SlidingWindow(PromptedStrategy[ListwiseSettings]):
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)
-        job = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings, task.context_window,
-                      task.instruction)
+        job = await off_loop(task.texts, lambda: prepare(task.encoding, self.prompt, task.query, list(task.texts),
+                                                         settings, task.context_window, task.instruction))
         return await rank_listwise(chat, task.encoding, self.prompt, job, settings)

@@ -16,7 +16,15 @@ import tiktoken
 
 from gateway.config import ConfigError, PointwiseSettings
 from gateway.errors import UpstreamError
-from gateway.strategies.base import CallStats, PromptedStrategy, Ranking, RankTask, clean_answer, with_budget
+from gateway.strategies.base import (
+    CallStats,
+    PromptedStrategy,
+    Ranking,
+    RankTask,
+    clean_answer,
+    off_loop,
+    with_budget,
+)
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import instruction_line, safe_text
 from gateway.strategies.tokens import count_messages
@@ -146,6 +154,6 @@ class Pointwise(PromptedStrategy[PointwiseSettings]):
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)
-        conversations = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings,
-                                task.context_window, task.instruction)
+        conversations = await off_loop(task.texts, lambda: prepare(
+            task.encoding, self.prompt, task.query, list(task.texts), settings, task.context_window, task.instruction))
         return await rank_pointwise(chat, task.encoding, conversations, settings, task.logprobs)
