@@ -64,8 +64,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         warm_up()
         watcher = None
-        # Running whenever there is a file: a reload can turn server.watch_config on or off.
-        if public and holder.path is not None:
+        if public and holder.path is not None and holder.current.settings.server.watch_config:
             watcher = asyncio.create_task(watch(holder))
         yield
         if watcher is not None:

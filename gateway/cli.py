@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     # LiteLLM logs every call at INFO and price-map notes at WARNING; the
     # gateway reports upstream failures itself.
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    # watchfiles logs every batch of changes it sees at INFO; the reload log says what mattered.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             return _serve(args.config, args.host, args.port, args.log_level)
