@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up and run rerank-gateway.
-#   ./dev.sh serve [serve options]   create .venv if needed, then start the gateway
-#   ./dev.sh test  [pytest options]  create .venv if needed, then run the whole test suite
-#   ./dev.sh setup                   only create/refresh .venv
+#   ./dev.sh serve [--no-local] [serve options]  create .venv with what serving needs, then start the gateway
+#   ./dev.sh test  [pytest options]  create .venv with the test extras, JS packages and Chromium, then run the suite
+#   ./dev.sh setup                   only create/refresh .venv (everything the tests need)
+# RERANK_GATEWAY_NO_LOCAL=1 (or serve --no-local) skips the embedded model and its llama.cpp build,
+# for users who bring a key; so does a machine without a C++ compiler (with a message).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,10 +18,9 @@ LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -
 WHEELS="${RERANK_GATEWAY_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/rerank-gateway/wheels}"
 
 llama_wheel() {
-    local version tag dir
+    local version dir
     version=$(sed -n 's/^llama[-_]cpp[-_]python==//p' constraints.txt)
-    tag=$(printf '%s' "$version $LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-12)
-    dir="$WHEELS/llama-$tag"
+    dir=$(llama_wheel_dir)
     if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
         echo "building llama-cpp-python $version for the embedded local model: about 5 minutes on 2 cores," \
              "once (the wheel is kept in $dir) ..." >&2
@@ -37,25 +38,86 @@ llama_wheel() {
     echo "$dir"
 }
 
+# -- the embedded model: build llama.cpp only when it is wanted and can be built ------------------------
+
+wants_local() {
+    [ "${RERANK_GATEWAY_NO_LOCAL:-0}" = 1 ] && return 1
+    ls "$(llama_wheel_dir)"/llama_cpp_python-*.whl >/dev/null 2>&1 && return 0
+    if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
+        echo "no C++ compiler (c++/g++) found: skipping the embedded model, whose llama.cpp builds from source." \
+             "Install one (Debian: apt-get install g++) to get it, or bring a key: OPENAI_API_KEY=... ./dev.sh serve" >&2
+        return 1
+    fi
+    return 0
+}
+
+llama_wheel_dir() {
+    local version tag
+    version=$(sed -n 's/^llama[-_]cpp[-_]python==//p' constraints.txt)
+    tag=$(printf '%s' "$version $LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-12)
+    echo "$WHEELS/llama-$tag"
+}
+
+# -- the venv: serve installs the package (and the local extra); test adds the test and compat extras ----
+
 setup() {
+    local extras=$1
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
         echo "rerank-gateway needs Python >= 3.11 ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
         exit 1
     fi
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    # Reinstall only when the dependency pins (or this script) change.
+    # Reinstall only when the dependency pins (or this script) change, or more extras are wanted.
     local stamp="$VENV/.installed"
-    local want
+    local want have
     want=$(cat pyproject.toml constraints.txt "$0" | sha256sum | cut -d' ' -f1)
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        echo "installing rerank-gateway and its pinned dependencies into $VENV ..." >&2
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-        local wheels
-        wheels=$(llama_wheel)
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-            --find-links "$wheels" --only-binary llama-cpp-python -e ".[test,compat,local]"
-        echo "$want" > "$stamp"
+    have=$(cat "$stamp" 2>/dev/null || true)
+    if [ "${have%% *}" = "$want" ] && covers "${have#* }" "$extras"; then
+        return
     fi
+    echo "installing rerank-gateway${extras:+ [$extras]} and its pinned dependencies into $VENV ..." >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    local find=()
+    case ",$extras," in *,local,*) find=(--find-links "$(llama_wheel)" --only-binary llama-cpp-python) ;; esac
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+        "${find[@]}" -e ".${extras:+[$extras]}"
+    echo "$want $extras" > "$stamp"
+}
+
+covers() {  # does the comma list $1 hold every extra in the comma list $2?
+    local extra
+    for extra in ${2//,/ }; do
+        case ",$1," in *,"$extra",*) ;; *) return 1 ;; esac
+    done
+}
+
+# -- what the JS client and browser tests need: npm packages (tests/js/package-lock.json), Chromium -------
+
+js_setup() {
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm || { echo "npm is missing; the JS client and browser tests will skip" >&2; return; }
+    fi
+    local stamp=tests/js/node_modules/.installed want
+    want=$(sha256sum tests/js/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "installing the JS test packages (npm ci in tests/js) ..." >&2
+        (cd tests/js && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) && echo "$want" > "$stamp"
+    fi
+    [ -x /usr/bin/chromium ] || apt_install chromium || echo "chromium is missing; the /docs browser test will skip" >&2
+}
+
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] || return 1
+    echo "installing $* from Debian's packages ..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq "$@" || { apt-get update -qq && apt-get install -y -qq "$@"; }; } >/dev/null
+}
+
+# The Redis tests start their own redis-server on a free loopback port; Debian packages it.
+ensure_redis_server() {
+    command -v redis-server >/dev/null 2>&1 && return
+    apt_install redis-server ||
+        echo "redis-server could not be installed (needs root and apt-get): the Redis tests will be skipped" >&2
 }
 
 # Tests and local upstreams live on loopback; a proxy in the environment must not capture them.
@@ -64,9 +126,22 @@ export no_proxy="$NO_PROXY"
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
+test_extras() {  # the local model's tests skip, naming why, when it cannot be built here
+    if wants_local; then echo test,compat,local; else echo test,compat; fi
+}
+
+serve() {
+    local args=() arg
+    for arg in "$@"; do
+        if [ "$arg" = --no-local ]; then RERANK_GATEWAY_NO_LOCAL=1; else args+=("$arg"); fi
+    done
+    if wants_local; then setup local; else setup ""; fi
+    exec "$VENV/bin/rerank-gateway" serve "${args[@]}"
+}
+
 case "$cmd" in
-    setup) setup ;;
-    serve) setup; exec "$VENV/bin/rerank-gateway" serve "$@" ;;
-    test) setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+    setup) setup "$(test_extras)"; js_setup ;;
+    serve) serve "$@" ;;
+    test) setup "$(test_extras)"; js_setup; ensure_redis_server; exec "$VENV/bin/python" -m pytest "$@" ;;
     *) echo "usage: ./dev.sh {serve|test|setup} [args...]" >&2; exit 2 ;;
 esac

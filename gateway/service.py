@@ -7,25 +7,43 @@ and the `RerankAnswer` (or a `GatewayError`) into a response.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from gateway.cache.base import DEFAULT_POLICY, CachePolicy, Deadline
 from gateway.cache.keys import cache_key
 from gateway.cache.memory import ResultCache
+from gateway.cache.redis import RedisTier
+from gateway.cache.redis_store import store_for
 from gateway.config import DEFAULT_MODEL, Settings
-from gateway.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, ModelUnavailable, echo
+from gateway.errors import (
+    DeadlineExceeded,
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    ModelUnavailable,
+    UpstreamError,
+    UpstreamUnavailable,
+    echo,
+)
 from gateway.ops.metrics import Metrics
-from gateway.strategies.base import Ranking, RankTask, Strategy
+from gateway.ops.ratelimit import KeyMeter, Reservation, SharedBuckets
+from gateway.strategies import wire
+from gateway.strategies.base import Ranking, RankTask, Strategy, TokenUsage, off_loop
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
 from gateway.strategies.registry import build_strategies
-from gateway.strategies.scoring import fuse
+from gateway.strategies.scoring import fuse, kendall_tau
 from gateway.strategies.tokens import count_text, encoding_name_for, get_encoding
 from gateway.upstream.chain import RequestChat
 from gateway.upstream.resilience import RetryBudget
 from gateway.upstream.runtime import ModelRuntime, Upstreams, build_models
+
+logger = logging.getLogger("gateway")
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,8 @@ class RerankQuery:
     token_budget: int | None = None  # per-document tokens, when the client set a budget
     timeout: float | None = None  # the client's deadline in seconds (body or header)
     fusion_weight: float | None = None
+    cache: CachePolicy = DEFAULT_POLICY  # what the client's Cache-Control allows
+    tenant: str | None = None  # the API key's name when auth is on (cache.scope = "key" keeps tenants apart)
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,9 @@ class AnswerMeta:
     prompt_version: str
     cost_usd: float
     fusion_weight: float
+    ranked_documents: int  # how many the model ranked; the rest follow in the caller's order
+    input_order_tau: float  # Kendall's tau of the answer's order against the caller's (1 = unchanged)
+    warnings: list[str]  # plain sentences about a degraded or demo-quality answer (Cohere's meta.warnings)
 
 
 @dataclass(frozen=True)
@@ -90,6 +113,22 @@ class RankingResult:
     fallbacks: list[str] = field(default_factory=list)  # aliases other than the requested one that answered
 
 
+class ResultCodec:
+    """`RankingResult` as compact JSON for Redis (`gateway.strategies.wire`); never pickle."""
+
+    def encode(self, result: RankingResult) -> bytes:
+        fields = wire.ranking_fields(result.ranking)
+        return wire.encode({**fields, "prompt_version": result.prompt_version, "attempts": result.attempts,
+                            "retries": result.retries})
+
+    def decode(self, raw: bytes) -> RankingResult:
+        data = wire.decode(raw)
+        version, attempts, retries = data.get("prompt_version"), data.get("attempts", 0), data.get("retries", 0)
+        if not isinstance(version, str) or not all(type(n) is int and n >= 0 for n in (attempts, retries)):
+            raise ValueError("not a ranking result")
+        return RankingResult(data["ranking"], version, attempts, retries)
+
+
 class RerankService:
     """Everything one config needs to answer rerank requests."""
 
@@ -117,14 +156,21 @@ class RerankService:
             settings.reliability.retry_budget_ratio
         self.retry_budget = previous.retry_budget if previous and same_budget else \
             RetryBudget(settings.reliability.retry_budget_ratio)
-        if previous is not None and previous.settings.cache == settings.cache:
+        self.store = store_for(settings.cache, previous.store if previous else None,
+                               *((metrics.observe_redis, metrics.set_redis_breaker) if metrics else ()))
+        cache = settings.cache
+        self.shared_limits = SharedBuckets(self.store, cache.key_prefix) if self.store else None
+        if previous is not None and previous.settings.cache == cache and previous.store is self.store:
             self.cache: ResultCache[RankingResult] = previous.cache
         else:
+            shared = RedisTier(self.store, ResultCodec(), prefix=cache.key_prefix, ttl_seconds=cache.ttl_seconds) \
+                if self.store else None
             self.cache = ResultCache(
-                max_entries=settings.cache.max_entries,
-                ttl_seconds=settings.cache.ttl_seconds,
-                enabled=settings.cache.enabled,
+                max_entries=cache.max_entries,
+                ttl_seconds=min(cache.ttl_seconds, cache.memory_ttl_seconds) if shared else cache.ttl_seconds,
+                enabled=cache.enabled, shared=shared,
             )
+        self.cache_scope = cache.effective_scope(settings.auth.enabled)
 
     @classmethod
     def from_settings(
@@ -139,6 +185,21 @@ class RerankService:
         strategies = build_strategies(settings, load_prompts(prompts_dir))
         return cls(settings, models, strategies, previous, metrics)
 
+    def retire(self, successor: RerankService) -> None:
+        """`successor` serves from now on: release what it did not take over, once in-flight requests end."""
+        if self.store is not None and self.store is not successor.store:
+            self.store.retire()
+
+    async def aclose(self) -> None:
+        if self.store is not None:
+            await self.store.aclose()
+
+    def cache_status(self) -> dict[str, object]:
+        """For /ready: the cache backend and whether it is degraded (serving without Redis)."""
+        if self.store is None:
+            return {"backend": "memory", "state": "ok"}
+        return self.store.status()
+
     def availability_problems(self) -> tuple[list[str], list[str]]:
         """(errors, warnings) about models that cannot be called for lack of a key or base URL."""
         reasons = {alias: rt.chat.unavailable_reason() for alias, rt in self.models.items()}
@@ -147,7 +208,23 @@ class RerankService:
             return [f"no default model can be called: {'; '.join(warnings)}"], []
         return [], warnings
 
+    def local_model_status(self) -> dict[str, int] | None:
+        """The embedded model's queue, when an alias uses it (one model per process, so one queue)."""
+        for runtime in self.models.values():
+            status = getattr(runtime.chat, "queue_status", None)
+            if runtime.settings.embedded and status is not None:
+                return status()  # type: ignore[no-any-return]
+        return None
+
     def resolve(self, name: str | None) -> ModelRuntime:
+        runtime = self.lookup(name)
+        reason = runtime.chat.unavailable_reason()
+        if reason:
+            raise ModelUnavailable(reason, param="model")
+        return runtime
+
+    def lookup(self, name: str | None) -> ModelRuntime:
+        """The alias a client's model name means, callable or not."""
         alias = self.settings.resolve_model(name)
         if alias == DEFAULT_MODEL:
             alias = self.default_alias
@@ -156,19 +233,65 @@ class RerankService:
             raise ModelNotFound(
                 f"model {echo(name)} not found; configured models: {', '.join(self.models)}", param="model"
             )
-        reason = runtime.chat.unavailable_reason()
-        if reason:
-            raise ModelUnavailable(reason, param="model")
         return runtime
 
-    async def rerank(self, query: RerankQuery, *, arrived: float | None = None) -> RerankAnswer:
+    async def rerank(self, query: RerankQuery, *, arrived: float | None = None,
+                     meter: KeyMeter | None = None) -> RerankAnswer:
         """Rank, or answer from cache.
 
-        The deadline is the client's `timeout` (or the configured default),
-        capped by config, counted from `arrived` (time.monotonic() when the
-        request came in).
+        The deadline is the client's `timeout` (or the model's, or the configured default),
+        capped by config, counted from `arrived` (time.monotonic() when the request came in).
+        When the model cannot be reached and has a `request_fallback`, that alias answers the
+        whole request instead, under the same deadline. With a `meter` that limits tokens, a
+        computation reserves the strategy's estimate first and settles what its calls used.
         """
-        model = self.resolve(query.model)
+        model = self.lookup(query.model)
+        arrived = arrived or time.monotonic()
+        budget = self._budget(query, model)
+        deadline = arrived + budget
+        try:
+            if reason := model.chat.unavailable_reason():  # no key here: as unreachable as an outage
+                raise ModelUnavailable(reason, param="model")
+            answer = await self._rank(model, query, deadline, budget, meter)
+        except (UpstreamError, ModelUnavailable) as exc:
+            fallback = self._request_fallback(model, exc)
+            if fallback is None:
+                raise
+            logger.warning("model %s could not answer (%s); the whole request goes to %s", model.alias,
+                           exc.message, fallback.alias)
+            budget = self._budget(query, fallback)  # its own deadline too, unless the client set one
+            try:
+                answer = await self._rank(fallback, replace(query, mode=None), arrived + budget, budget, meter,
+                                          instead_of=(model.alias, exc.message))
+            except GatewayError as failed:
+                logger.warning("the request fallback %s failed too: %s", fallback.alias, failed.message)
+                raise exc from None
+        if self.metrics:
+            self._observe(answer)
+        return answer
+
+    def _budget(self, query: RerankQuery, model: ModelRuntime) -> float:
+        """Seconds the request may take: the client's, else the model's, else the default; capped."""
+        policy = self.settings.reliability
+        return min(query.timeout or model.settings.request_timeout_seconds or policy.request_timeout_seconds,
+                   policy.max_request_timeout_seconds)
+
+    def _request_fallback(self, model: ModelRuntime, error: GatewayError) -> ModelRuntime | None:
+        """The alias that takes over a request `model` could not answer: only when its upstream is
+        unreachable, failing or has no key here (not for a 4xx such as a refused key), and only if
+        the fallback itself can be called."""
+        name = model.settings.request_fallback
+        unreachable = isinstance(error, ModelUnavailable | UpstreamUnavailable) or \
+            (isinstance(error, UpstreamError) and error.retryable)
+        if not name or not unreachable:
+            return None
+        fallback = self.models.get(name)
+        if fallback is None or fallback.chat.unavailable_reason() is not None:
+            return None
+        return fallback
+
+    async def _rank(self, model: ModelRuntime, query: RerankQuery, deadline: float, budget: float,
+                    meter: KeyMeter | None, instead_of: tuple[str, str] | None = None) -> RerankAnswer:
         mode = query.mode or model.settings.mode
         strategy = self.strategies.get(mode)
         if strategy is None:
@@ -176,13 +299,13 @@ class RerankService:
                                  param="mode")
         self._check_repeated_text(query, model.alias)
         policy = self.settings.reliability
-        budget = min(query.timeout or policy.request_timeout_seconds, policy.max_request_timeout_seconds)
-        deadline = (arrived or time.monotonic()) + budget
         chain = self.upstreams.chain(model.alias)
+        # A model with a document budget ranks the first N; the rest keep the caller's order.
+        texts = list(query.texts)[: model.settings.max_ranked_documents]
         # Prompts must suit every model that may answer them, fallbacks included.
         task = RankTask(
             query=query.query,
-            texts=query.texts,
+            texts=texts,
             encoding=self.encodings[model.alias],
             context_window=min(self.models[u.alias].settings.context_window for u in chain),
             logprobs=all(self.models[u.alias].settings.logprobs for u in chain),
@@ -199,14 +322,32 @@ class RerankService:
             token_budget=query.token_budget,
             query=query.query,
             instruction=query.instruction,
-            documents=list(query.texts),
+            documents=texts,
+            tenant=query.tenant if self.cache_scope == "key" else None,
         )
+        metered = meter is not None and meter.limits_tokens
+        reservation: Reservation | None = None
 
-        async def compute() -> tuple[RankingResult, bool]:
-            # Calls stop a little early, leaving time to answer within the deadline.
-            chat = RequestChat(chain, policy, self.retry_budget, deadline - 0.02,
-                               self._observe_attempt if self.metrics else None)
-            ranking = await strategy.rank(chat, task)
+        async def reserve() -> None:
+            nonlocal reservation
+            assert meter is not None
+            # Estimating builds the prompts: as for ranking, large requests do it off the event loop.
+            reservation = await meter.reserve_tokens(await off_loop(task.texts, lambda: strategy.estimate_tokens(task)))
+
+        async def compute(shared: Deadline) -> tuple[RankingResult, bool]:
+            # The first computation to run claims this request's reservation; its calls settle it.
+            claimed = reservation.claim() if reservation is not None else None
+            usage = TokenUsage(task.encoding) if metered else None
+            # Calls stop a little early, leaving time to answer within the deadline, which
+            # requests joining this computation may push later.
+            chat = RequestChat(chain, policy, self.retry_budget, lambda: shared.at - 0.02,
+                               self._observe_attempt if self.metrics else None, usage)
+            try:
+                with self._holding_store():
+                    ranking = await strategy.rank(chat, task)
+            finally:
+                if usage is not None and meter is not None:
+                    meter.settle(claimed, usage.tokens)
             self._raise_if_mostly_failed(ranking)
             fallbacks = sorted(set(chat.answered_by) - {model.alias})
             result = RankingResult(ranking, strategy.prompt_version, chat.attempts, chat.retries, fallbacks)
@@ -214,15 +355,26 @@ class RerankService:
             stats = ranking.stats
             return result, not stats.failed_calls and not stats.parse_failures and not fallbacks
 
+        async def lookup(cache_policy: CachePolicy) -> tuple[RankingResult, bool]:
+            return await self.cache.get_or_compute(key, compute, deadline=deadline, policy=cache_policy,
+                                                   on_miss=reserve if metered else None)
+
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                result, hit = await self.cache.get_or_compute(key, compute)
+            with self._holding_store():
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    result, hit = await lookup(query.cache)
+                    if len(result.ranking.order) != len(texts):
+                        # A shared value that decodes but is not this request's: recompute and overwrite it.
+                        result, hit = await lookup(CachePolicy(read=False, write=query.cache.write))
         except TimeoutError:
             raise DeadlineExceeded(f"the request did not finish within its {budget:g}s deadline") from None
-        answer = self._answer(query, model, mode, result, hit)
-        if self.metrics:
-            self._observe(answer)
-        return answer
+        finally:
+            if meter is not None:
+                meter.release(reservation)
+        return self._answer(query, model, mode, result, hit, instead_of)
+
+    def _holding_store(self) -> contextlib.AbstractContextManager[None]:
+        return self.store.hold() if self.store is not None else contextlib.nullcontext()
 
     def _check_repeated_text(self, query: RerankQuery, alias: str) -> None:
         """The query and instruction go into every LLM call: their tokens are bounded before any call."""
@@ -259,16 +411,24 @@ class RerankService:
             error = stats.errors[-1]
             raise type(error)(
                 f"{stats.failed_calls} of {stats.calls} LLM calls failed; last error: {error.log_message}",
-                status=error.status, retry_after=error.retry_after, quoted=error.quoted,
+                status=error.status, retry_after=error.retry_after, retryable=error.retryable, code=error.code,
+                quoted=error.quoted,
             ) from error
 
     def _answer(
-        self, query: RerankQuery, model: ModelRuntime, mode: str, result: RankingResult, hit: bool
+        self, query: RerankQuery, model: ModelRuntime, mode: str, result: RankingResult, hit: bool,
+        instead_of: tuple[str, str] | None = None,
     ) -> RerankAnswer:
         ranking, stats = result.ranking, result.ranking.stats
+        ranked, total = len(ranking.order), len(query.texts)
+        # Documents past the model's budget follow the ranked ones, in the caller's order, scored 0.
+        order = [*ranking.order, *range(ranked, total)]
+        scores = [*ranking.scores, *[0.0] * (total - ranked)]
         # Fusion is applied after the cache: it does not change what the LLM said.
         weight = query.fusion_weight if query.fusion_weight is not None else model.settings.fusion_weight
-        order, scores = fuse(ranking.order, ranking.scores, weight)
+        order, scores = fuse(order, scores, weight)
+        tau = kendall_tau(order)
+        warnings = answer_warnings(model, ranked, total, tau, instead_of)
         top_n = min(query.top_n or len(order), len(order))
         # A cache hit sent nothing upstream, so it used (and costs) no tokens.
         prompt_tokens = 0 if hit else stats.prompt_tokens
@@ -290,7 +450,7 @@ class RerankService:
                 llm_calls=0 if hit else stats.calls,
                 upstream_attempts=0 if hit else result.attempts,
                 retries=0 if hit else result.retries,
-                fallbacks=[] if hit else result.fallbacks,
+                fallbacks=([] if hit else result.fallbacks) + ([model.alias] if instead_of else []),
                 failed_calls=0 if hit else stats.failed_calls,
                 parse_failures=stats.parse_failures,
                 model_alias=model.alias,
@@ -298,5 +458,26 @@ class RerankService:
                 prompt_version=result.prompt_version,
                 cost_usd=round(cost, 8),
                 fusion_weight=weight,
+                ranked_documents=ranked,
+                input_order_tau=round(tau, 4),
+                warnings=warnings,
             ),
         )
+
+
+def answer_warnings(model: ModelRuntime, ranked: int, total: int, tau: float,
+                    instead_of: tuple[str, str] | None) -> list[str]:
+    """What a caller should know about how good this answer is, in plain sentences."""
+    warnings = []
+    if instead_of is not None:
+        warnings.append(f"model {instead_of[0]!r} could not answer ({instead_of[1]}); "
+                        f"{model.alias!r} answered the whole request instead")
+    if ranked < total:
+        warnings.append(f"{model.alias!r} ranked only the first {ranked} of {total} documents "
+                        f"(max_ranked_documents); the other {total - ranked} follow in your order")
+    if model.settings.embedded:
+        warnings.append(
+            f"answered by the embedded demo model {model.settings.litellm_model}: it ranks about as well as "
+            f"BM25 on TREC DL, no better, so treat the order as a demo; against your order it has Kendall tau "
+            f"{tau:.2f} (1 = your order kept); set OPENAI_API_KEY or configure a hosted model for real rankings")
+    return warnings

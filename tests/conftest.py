@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream, Judge, ServerThread
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "sk-fake-upstream-key-0123456789"
@@ -48,14 +49,14 @@ NO_RETRIES = "[reliability]\nmax_attempts = 1\nbreaker_failure_threshold = 10000
 
 
 def write_config(path: Path, upstream_port: int, extra: str = NO_RETRIES,
-                 aliases: list[tuple[str, str, str, str]] = ALIASES, server: str = "") -> Path:
+                 aliases: list[tuple[str, str, str, str]] = ALIASES, server: str = "", cache: str = "") -> Path:
     """A config whose aliases call the fake upstream (unless their extra lines set api_base).
 
-    `extra` holds whole tables; `server` holds lines for the [server] table."""
+    `extra` holds whole tables; `server` and `cache` hold lines for the [server] and [cache] tables."""
     lines = [
         'default_model = "judge"',
         f"[server]\n{'' if 'max_body_bytes' in server else 'max_body_bytes = 200000'}\n{server}",
-        "[cache]\nenabled = true",
+        f"[cache]\nenabled = true\n{cache}",
         extra,
     ]
     for alias, fake_model, mode, more in aliases:
@@ -80,20 +81,25 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    """`python -m gateway serve` on a free port; `config=None` passes no --config (serve picks), from `cwd`."""
+
+    def __init__(self, config: Path | None, log: Path, env: dict[str, str] | None = None,
+                 cwd: Path = ROOT, args: tuple[str, ...] = (), start_seconds: float = 120) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.config = config
         env = {**os.environ, "FAKE_UPSTREAM_KEY": FAKE_KEY, "NO_PROXY": "127.0.0.1,localhost", **(env or {})}
+        env.setdefault("PYTHONPATH", str(ROOT))
+        config_args = ["--config", str(config)] if config is not None else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "gateway", "serve", *config_args, "--port", str(self.port), *args],
+            cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )
-        self._wait_healthy()
+        self._wait_healthy(start_seconds)
 
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 60
+    def _wait_healthy(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds  # importing LiteLLM on a busy 2-core machine can take a while
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.log.read_text()}")
@@ -102,6 +108,7 @@ class GatewayProcess:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.process.kill()  # not left running for the rest of the session
         raise RuntimeError(f"gateway did not become healthy:\n{self.log.read_text()}")
 
     def stop(self) -> int | None:
@@ -119,10 +126,10 @@ def start_gateway(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Callable[.
     started: list[GatewayProcess] = []
 
     def start(extra: str = NO_RETRIES, aliases: list[tuple[str, str, str, str]] = ALIASES,
-              env: dict[str, str] | None = None, server: str = "") -> GatewayProcess:
+              env: dict[str, str] | None = None, server: str = "", cache: str = "") -> GatewayProcess:
         n = len(started)
         config = write_config(tmp_path / f"config{n}.toml", upstream.port, extra, aliases,  # type: ignore[attr-defined]
-                              server)
+                              server, cache)
         process = GatewayProcess(config, tmp_path / f"gateway{n}.log", env)
         started.append(process)
         return process
@@ -158,3 +165,11 @@ def upstream_calls(upstream: FakeUpstream):  # noqa: ANN201
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server of this test's own on a free loopback port; killed after the test."""
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()

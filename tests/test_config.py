@@ -35,10 +35,10 @@ def test_openai_environment_variables_are_honoured(monkeypatch: pytest.MonkeyPat
     ("text", "message"),
     [
         pytest.param("default_model = ", "invalid TOML", id="syntax"),
-        pytest.param('default_model = "missing"', "default_model 'missing' is not one of", id="alias"),
+        pytest.param('default_model = "missing"', "default_model: 'missing' is not a [models] alias", id="alias"),
         pytest.param("[listwise]\nwindow = 10\nstep = 10", "step must be smaller than window", id="step"),
-        pytest.param("[server]\nprot = 1", "server.prot: Extra inputs are not permitted", id="typo"),
-        pytest.param('[models.x]\nmode = "listwise"', "models.x.litellm_model: Field required", id="model"),
+        pytest.param("[server]\nprot = 1", "server.prot: unknown key; did you mean 'port'?", id="typo"),
+        pytest.param('[models.x]\nmode = "listwise"', "models.x.litellm_model: is required but not set", id="model"),
         pytest.param("[pointwise]\nconcurrency = 0", "pointwise.concurrency", id="bound"),
     ],
 )
@@ -58,3 +58,56 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_relative_prompts_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('prompts_dir = "my-prompts"')
     assert load_settings(tmp_path / "config.toml").prompts_dir == str(tmp_path / "my-prompts")
+
+
+def settings_from(tmp_path: Path, text: str) -> Settings:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return load_settings(path)
+
+
+MINE = '[models.mine]\nlitellm_model = "openai/mine"\n'
+
+
+def test_model_tables_extend_the_built_in_aliases(tmp_path: Path) -> None:
+    settings = settings_from(tmp_path, MINE + '[model_names]\n"rerank-v3.5" = "mine"\n')
+    assert list(settings.models) == ["gpt-4-turbo-preview", "local", "mine"]
+    assert settings.default_model == ["gpt-4-turbo-preview", "local"]  # still callable as before
+    assert settings.resolve_model("rerank-v3.5") == "mine"  # the file's own names win ...
+    assert settings.resolve_model("rerank-2") == "default"  # ... and the built-in ones stay
+
+
+def test_a_table_named_like_a_built_in_replaces_it_whole(tmp_path: Path) -> None:
+    settings = settings_from(tmp_path, '[models.local]\nlitellm_model = "local/smollm2-135m"\n')
+    assert settings.models["local"].mode == "listwise"  # the field default, not the built-in's "pointwise"
+    assert settings.models["gpt-4-turbo-preview"] == Settings().models["gpt-4-turbo-preview"]
+
+
+def test_builtin_models_false_keeps_only_the_files_own(tmp_path: Path) -> None:
+    settings = settings_from(tmp_path, 'builtin_models = false\ndefault_model = "mine"\n' + MINE)
+    assert list(settings.models) == ["mine"]
+    assert settings.resolve_model("rerank-v3.5") == "default"  # client names still map to the default
+    with pytest.raises(ConfigError) as error:
+        settings_from(tmp_path, "builtin_models = false\n" + MINE)
+    assert ("default_model: 'gpt-4-turbo-preview' is not a [models] alias (aliases: mine); builtin_models = false "
+            "leaves only the file's own [models.*] tables") in str(error.value)
+
+
+def test_every_problem_is_reported_at_once_in_plain_words(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        settings_from(tmp_path, 'default_model = "ghost"\n[server]\nprot = 1\nport = "x"\n'
+                                '[models.x]\nmode = "both"\nfallbacks = ["nope"]\n'
+                                '[auth]\nkeys = [{name = "a", sha256 = "zz"}]\n[cache]\nttl_seconds = -1\n')
+    path = tmp_path / "config.toml"
+    assert error.value.problems == [
+        f"{path}: default_model: 'ghost' is not a [models] alias (aliases: gpt-4-turbo-preview, local, x)",
+        f"{path}: models.x.fallbacks: 'nope' is not another [models] alias",
+        f"{path}: server.port: must be a whole number, not 'x'",
+        f"{path}: server.prot: unknown key; did you mean 'port'?",
+        f"{path}: auth.keys[0].sha256: must be 64 hex digits, as `rerank-gateway hash-key KEY` prints them",
+        f"{path}: cache.ttl_seconds: must be greater than 0.0, not -1",
+        f"{path}: models.x.litellm_model: is required but not set",
+        f"{path}: models.x.mode: must be one of 'listwise' or 'pointwise', not 'both'",
+    ]
+    for wording in ("Value error", "Extra inputs", "Field required", "(top level)", "Input should"):
+        assert wording not in str(error.value)

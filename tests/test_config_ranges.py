@@ -40,11 +40,14 @@ REQUIRED = {ModelSettings: 'litellm_model = "openai/m"\napi_base = "http://127.0
             ApiKey: f'name = "k"\nsha256 = "{"0" * 64}"'}
 
 
+NUMBERS = (int, float, int | None, float | None)
+
+
 def numeric_keys() -> list[tuple[str, type[BaseModel], str]]:
     keys = []
     for table, model in SECTIONS:
         for name, field in model.model_fields.items():
-            if field.annotation in (int, float):
+            if field.annotation in NUMBERS:
                 keys.append((table, model, name))
     return keys
 
@@ -103,13 +106,13 @@ def test_values_outside_the_range_are_rejected_with_key_and_reason(
 ) -> None:
     lower, upper, exclusive = bounds(model, name)
     assert lower is not None and upper is not None
-    is_float = model.model_fields[name].annotation is float
+    is_float = model.model_fields[name].annotation in (float, float | None)
     bad: list[Any] = [upper * 10 + 1, lower - 1]
     if exclusive:
         bad.append(lower)
     if is_float:
         bad += ["inf", "-inf", "nan"]
-    key = f"{table.replace('auth.keys', 'auth.keys.0').replace(chr(34), '')}.{name}"
+    key = f"{table.replace('auth.keys', 'auth.keys[0]').replace(chr(34), '')}.{name}"
     for value in bad:
         text = config_text(table, model, f"{name} = {value}")
         with pytest.raises(ConfigError) as error:
@@ -124,18 +127,18 @@ def test_the_default_and_the_bounds_are_accepted(table: str, model: type[BaseMod
     lower, upper, exclusive = bounds(model, name)
     assert lower is not None and upper is not None
     default = model.model_fields[name].default
-    values = [default, upper] + ([] if exclusive else [lower])
+    values = ([] if default is None else [default]) + [upper] + ([] if exclusive else [lower])
     for value in values:
         try:
             load(config_text(table, model, f"{name} = {value!r}".replace("'", '"')), tmp_path)
         except ConfigError as error:
             # A bound may break a relation with another key's default (step >= window): that is
             # the relation's error, never this key's range.
-            assert "Value error" in str(error) and f".{name}:" not in str(error), str(error)
+            assert f".{name}:" not in str(error), str(error)
 
 
 RELATIONS = [
-    pytest.param("[server]\nport = 9000\nadmin_port = 9000", "server: Value error, admin_port 9000 is the same as port",
+    pytest.param("[server]\nport = 9000\nadmin_port = 9000", "server: admin_port 9000 is the same as port",
                  id="admin-port"),
     pytest.param("[reliability]\nrequest_timeout_seconds = 60\nmax_request_timeout_seconds = 30",
                  "max_request_timeout_seconds (30) must be at least request_timeout_seconds (60)", id="timeouts"),
@@ -146,7 +149,7 @@ RELATIONS = [
     pytest.param("[listwise]\nwindow = 10\nstep = 10", "step must be smaller than window", id="window-step"),
     pytest.param(f'[auth]\nkeys = [{{name = "a", sha256 = "{"0" * 64}"}}, {{name = "a", sha256 = "{"1" * 64}"}}]',
                  "keys: names must be unique, repeated: a", id="key-names"),
-    pytest.param('[models."m"]\nlitellm_model = ""', "litellm_model: String should have at least 1 character",
+    pytest.param('[models."m"]\nlitellm_model = ""', "models.m.litellm_model: must not be empty",
                  id="empty-model"),
 ]
 

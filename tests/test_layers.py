@@ -1,13 +1,15 @@
 """The package is layered, and imports only go down (docs/architecture.md).
 
-    entry       app, server, cli, __main__   assemble and run everything
+    entry       app, server, supervisor,     assemble and run everything
+                cli, __main__
     http        gateway.http.*               bodies in, JSON out; knows HTTP, nothing else does
     service     gateway.service              the use case: query in, answer out
     strategies  gateway.strategies.*         ranking methods, prompts, parsing, scoring
     ops         gateway.ops.*                reload, keys, limits, metrics, shedding
     upstream    gateway.upstream.*           the chat-client seam, LiteLLM, the local model, retries
     cache       gateway.cache.*              result caches
-    ground      config, errors, offline      imported by all, importing none of the above
+    ground      config, errors, offline,     imported by all, importing none of the above
+                breaker, validation_messages
 
 A module may import its own package and any layer of a lower rank; layers of
 the same rank (strategies and ops, upstream and cache) stay out of each other.
@@ -25,8 +27,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 
 RANKS = {"ground": 0, "upstream": 1, "cache": 1, "strategies": 2, "ops": 2, "service": 3, "http": 4, "entry": 5}
 SUBPACKAGES = {"http", "strategies", "upstream", "cache", "ops"}
-GROUND = {"config", "errors", "offline", "__init__"}
-ENTRY = {"app", "server", "cli", "__main__"}
+GROUND = {"config", "errors", "offline", "breaker", "validation_messages", "__init__"}
+ENTRY = {"app", "server", "supervisor", "cli", "__main__"}
 
 
 def layer(module: str) -> str:

@@ -1,82 +1,114 @@
-"""The service, in process, over a scripted chat client: what is cached, what is refused before any call."""
+"""The rerank use case with in-process models: document budgets, request fallbacks, what meta says."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.config import LimitsSettings, ModelSettings, Settings
-from gateway.errors import InvalidRequest
+from gateway.config import ModelSettings, Settings
+from gateway.errors import UpstreamError
 from gateway.service import RerankQuery, RerankService
 from gateway.strategies.registry import build_strategies
-from gateway.strategies.tokens import count_messages
-from gateway.upstream.chat import ChatReply, MockChatClient
+from gateway.upstream.chat import ChatReply, ChatRequest, MockChatClient
 from gateway.upstream.runtime import ModelRuntime
-from tests.support.scripted import ENC, PROMPTS
+from tests.support.scripted import PROMPTS
 
-DOCS = ["Paris is the capital of France.", "Bananas are yellow.", "France borders Spain."]
-
-
-def service(handler, **limits: int) -> tuple[RerankService, MockChatClient]:  # noqa: ANN001
-    model = ModelSettings(litellm_model="openai/m", api_base="http://127.0.0.1:9/v1", mode="pointwise",
-                          logprobs=False, context_window=16_000, encoding="cl100k_base")
-    settings = Settings(default_model="m", models={"m": model}, limits=LimitsSettings(**limits))
-    chat = MockChatClient(handler)
-    runtime = {"m": ModelRuntime("m", model, chat)}
-    return RerankService(settings, runtime, build_strategies(settings, PROMPTS)), chat
+DOCS = [f"document number {i}" for i in range(6)]
 
 
-def label(text: str):  # noqa: ANN201
-    return lambda request: ChatReply(text, prompt_tokens=10, completion_tokens=1)
+def graded_by_position(request: ChatRequest) -> ChatReply:
+    """A pointwise model that prefers later documents: label = the document's number mod 4."""
+    number = int(request.messages[-1]["content"].split("document number ")[1][0])
+    return ChatReply(str(min(3, number)), prompt_tokens=10, completion_tokens=1)
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", ["listwise", "pointwise"])
-async def test_an_answer_with_parse_failures_is_never_cached(mode: str) -> None:
-    rerank, chat = service(label("I cannot help with that."))
-    first = await rerank.rerank(RerankQuery("capital", DOCS, mode=mode))
-    second = await rerank.rerank(RerankQuery("capital", DOCS, mode=mode))
-    assert first.meta.parse_failures and not second.hit and len(chat.requests) == 2 * first.meta.llm_calls
+def unreachable(request: ChatRequest) -> ChatReply:
+    raise UpstreamError("could not connect to upstream model openai/x at http://127.0.0.1:9/v1: refused",
+                        retryable=True, code="upstream_unreachable")
 
 
-@pytest.mark.anyio
-async def test_a_usable_answer_is_cached() -> None:
-    rerank, chat = service(label("2"))
-    await rerank.rerank(RerankQuery("capital", DOCS))
-    assert (await rerank.rerank(RerankQuery("capital", DOCS))).hit and len(chat.requests) == len(DOCS)
+def bad_key(request: ChatRequest) -> ChatReply:
+    raise UpstreamError("upstream model openai/x failed (HTTP 401): invalid key", status=401, retryable=False)
+
+
+def service(models: dict[str, tuple[ModelSettings, MockChatClient]], default: str = "main") -> RerankService:
+    settings = Settings(builtin_models=False, default_model=default,
+                        models={alias: s for alias, (s, _) in models.items()})
+    runtimes = {alias: ModelRuntime(alias, s, chat) for alias, (s, chat) in models.items()}
+    return RerankService(settings, runtimes, build_strategies(settings, PROMPTS))
+
+
+def pointwise(**extra: object) -> ModelSettings:
+    return ModelSettings(litellm_model="openai/x", mode="pointwise", logprobs=False, **extra)  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("field", "code"), [("query", "query_too_long"), ("instruction", "instruction_too_long")])
-async def test_text_repeated_in_every_call_is_refused_past_its_tokens_before_any_call(field: str, code: str) -> None:
-    rerank, chat = service(label("2"), max_query_tokens=50, max_instruction_tokens=20)
-    text = "word " * 60
-    query = RerankQuery(text if field == "query" else "q", DOCS, instruction=text if field == "instruction" else None)
-    with pytest.raises(InvalidRequest) as error:
-        await rerank.rerank(query)
-    assert error.value.code == code and "tokens" in error.value.message and chat.requests == []
+async def test_a_document_budget_ranks_the_first_n_and_keeps_the_rest_in_the_callers_order() -> None:
+    chat = MockChatClient(graded_by_position)
+    answer = await service({"main": (pointwise(max_ranked_documents=3), chat)}).rerank(RerankQuery("q", DOCS))
+    assert len(chat.requests) == 3
+    assert [i for i, _ in answer.results] == [2, 1, 0, 3, 4, 5]
+    assert answer.meta.ranked_documents == 3 and answer.documents == 6
+    assert answer.meta.warnings == ["'main' ranked only the first 3 of 6 documents (max_ranked_documents); "
+                                    "the other 3 follow in your order"]
+    scores = [s for _, s in answer.results]
+    assert scores == sorted(scores, reverse=True)
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("mode", ["listwise", "pointwise"])
-async def test_every_call_pays_for_the_query_and_instruction_at_most_their_limits(mode: str) -> None:
-    """The class of item 3: whatever is repeated per call costs at most its limit in every call."""
-    rerank, chat = service(label("2"), max_query_tokens=400, max_instruction_tokens=200)
-    query = RerankQuery("capital " * 399, DOCS * 10, mode=mode, instruction="rank well " * 66)
-    plain = RerankQuery("capital", DOCS * 10, mode=mode)
-    await rerank.rerank(query)
-    heavy = [count_messages(ENC, r.messages) for r in chat.requests]
-    chat.requests.clear()
-    await rerank.rerank(plain)
-    light = [count_messages(ENC, r.messages) for r in chat.requests]
-    assert len(heavy) == len(light)
-    repeats = 2 if mode == "listwise" else 1  # RankGPT's prompt states the query twice
-    for big, small in zip(heavy, light, strict=True):
-        assert big - small <= repeats * 400 + 200 + 10
+async def test_the_budget_holds_with_fusion_too() -> None:
+    chat = MockChatClient(graded_by_position)
+    rerank = service({"main": (pointwise(max_ranked_documents=2, fusion_weight=0.5), chat)}).rerank
+    answer = await rerank(RerankQuery("q", DOCS))
+    assert [i for i, _ in answer.results][2:] == [2, 3, 4, 5]
 
 
 @pytest.mark.anyio
-async def test_completion_tokens_are_never_billed_past_what_was_asked() -> None:
-    rerank, _ = service(lambda request: ChatReply("2", prompt_tokens=10, completion_tokens=1_250_005))
-    answer = await rerank.rerank(RerankQuery("capital", DOCS))
-    assert answer.completion_tokens == len(DOCS) * 3  # 3 tokens asked per document without logprobs
+async def test_an_unreachable_model_hands_the_whole_request_to_its_request_fallback() -> None:
+    primary, backup = MockChatClient(unreachable), MockChatClient(graded_by_position)
+    rerank = service({"main": (ModelSettings(litellm_model="openai/x", request_fallback="backup"), primary),
+                      "backup": (pointwise(), backup)}).rerank
+    answer = await rerank(RerankQuery("q", DOCS[:4]))
+    assert primary.requests and len(backup.requests) == 4  # backup ranked with its own mode (pointwise)
+    assert answer.meta.model_alias == "backup" and answer.meta.mode == "pointwise"
+    assert answer.meta.fallbacks == ["backup"]
+    assert [i for i, _ in answer.results] == [3, 2, 1, 0]
+    assert answer.meta.warnings[0].startswith("model 'main' could not answer (1 of 1 LLM calls failed; last "
+                                              "error: could not connect to upstream model openai/x")
+    assert answer.meta.warnings[0].endswith("'backup' answered the whole request instead")
 
+
+@pytest.mark.anyio
+async def test_a_refused_key_is_reported_not_papered_over_by_the_fallback() -> None:
+    backup = MockChatClient(graded_by_position)
+    rerank = service({"main": (ModelSettings(litellm_model="openai/x", request_fallback="backup"),
+                               MockChatClient(bad_key)), "backup": (pointwise(), backup)}).rerank
+    with pytest.raises(UpstreamError, match="HTTP 401"):
+        await rerank(RerankQuery("q", DOCS[:2]))
+    assert not backup.requests
+
+
+@pytest.mark.anyio
+async def test_when_the_fallback_fails_too_the_original_error_is_raised() -> None:
+    rerank = service({"main": (ModelSettings(litellm_model="openai/x", request_fallback="backup"),
+                               MockChatClient(unreachable)),
+                      "backup": (pointwise(), MockChatClient(bad_key))}).rerank
+    with pytest.raises(UpstreamError, match="could not connect"):
+        await rerank(RerankQuery("q", DOCS[:2]))
+
+
+@pytest.mark.anyio
+async def test_an_embedded_model_says_it_is_a_demo_and_how_far_it_moved_the_order() -> None:
+    local = ModelSettings(litellm_model="local/smollm2-135m", mode="pointwise", logprobs=False)
+    answer = await service({"main": (local, MockChatClient(graded_by_position))}).rerank(RerankQuery("q", DOCS[:4]))
+    assert [i for i, _ in answer.results] == [3, 2, 1, 0]
+    assert answer.meta.input_order_tau == -1.0
+    assert len(answer.meta.warnings) == 1
+    assert "embedded demo model local/smollm2-135m" in answer.meta.warnings[0]
+    assert "Kendall tau -1.00" in answer.meta.warnings[0]
+
+
+@pytest.mark.anyio
+async def test_a_hosted_model_answer_has_no_warnings() -> None:
+    answer = await service({"main": (pointwise(), MockChatClient(graded_by_position))}).rerank(
+        RerankQuery("q", DOCS[:3], fusion_weight=0.0))
+    assert answer.meta.warnings == [] and answer.meta.input_order_tau == 1.0 and answer.meta.ranked_documents == 3

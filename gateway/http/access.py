@@ -5,27 +5,25 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from gateway.config import AuthSettings
-from gateway.errors import Forbidden, RateLimited, Unauthorized
+from gateway.errors import Forbidden, Unauthorized
 from gateway.ops.auth import bearer_token, identify
-from gateway.ops.metrics import Metrics
-from gateway.ops.ratelimit import KeyLimits, RateLimiter
+from gateway.ops.ratelimit import KeyMeter, RateLimiter, SharedBuckets
 
 
-def authenticate(request: Request, auth: AuthSettings, limiter: RateLimiter, metrics: Metrics) -> KeyLimits | None:
-    """The caller's limits when auth is on (after taking one request from them); None when off."""
+async def authenticate(request: Request, auth: AuthSettings, limiter: RateLimiter,
+                       shared: SharedBuckets | None = None, local_share: float = 1.0) -> KeyMeter | None:
+    """The caller's meter when auth is on (after taking one request from its limits); None when off.
+
+    With `shared`, the key's limits are counted in Redis, across replicas."""
     if not auth.enabled:
         return None
     key = identify(bearer_token(request.headers.get("authorization")), auth.keys)
     if key is None:
         raise Unauthorized("missing or invalid API key: send Authorization: Bearer <key>")
     request.scope["state"]["log"]["key"] = key.name
-    limits = limiter.limits(key.name, key.requests_per_minute, key.tokens_per_minute)
-    decision = limits.admit()
-    if not decision.allowed:
-        metrics.rate_limited.labels(key.name, decision.limit or "").inc()
-        raise RateLimited(f"rate limit exceeded for key {key.name!r}: {decision.limit} per minute",
-                          retry_after=decision.retry_after, extra_headers=decision.headers)
-    return limits
+    meter = limiter.meter(key.name, key.requests_per_minute, key.tokens_per_minute, shared, local_share)
+    await meter.admit()
+    return meter
 
 
 def authenticate_admin(request: Request, auth: AuthSettings) -> str:

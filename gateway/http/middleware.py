@@ -62,6 +62,23 @@ class RequestContextMiddleware:
         # Deadlines count from here, not from when a handler gets to run.
         scope.setdefault("state", {}).update(request_id=request_id, log=log, arrived=started)
 
+        written = False
+
+        def finish() -> None:
+            nonlocal written
+            if written:
+                return
+            written = True
+            latency = time.monotonic() - started
+            route = route_label(scope["path"], self.known_paths)
+            self.metrics.requests.labels(route, str(status), log.get("model", "-")).inc()
+            self.metrics.request_latency.labels(route).observe(latency)
+            if self.log_requests() and scope["path"] not in _QUIET:
+                access_log.info(json.dumps({
+                    "request_id": request_id, "method": scope["method"], "route": route, "status": status,
+                    "latency_ms": round(latency * 1000, 1), **log,
+                }, separators=(",", ":")))
+
         async def send_with_headers(message: Message) -> None:
             nonlocal status, responded
             if message["type"] == "http.response.start":
@@ -69,6 +86,9 @@ class RequestContextMiddleware:
                 headers = MutableHeaders(scope=message)
                 headers["x-request-id"] = request_id
                 headers["x-config-version"] = str(log.get("config_version", self.config_version()))
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Logged before the last byte leaves, so a client that got its answer finds the line.
+                finish()
             await send(message)
 
         try:
@@ -79,15 +99,7 @@ class RequestContextMiddleware:
                 raise
             await shutdown_answer(send_with_headers)
         finally:
-            latency = time.monotonic() - started
-            route = route_label(scope["path"], self.known_paths)
-            self.metrics.requests.labels(route, str(status), log.get("model", "-")).inc()
-            self.metrics.request_latency.labels(route).observe(latency)
-            if self.log_requests() and scope["path"] not in _QUIET:
-                access_log.info(json.dumps({
-                    "request_id": request_id, "method": scope["method"], "route": route, "status": status,
-                    "latency_ms": round(latency * 1000, 1), **log,
-                }, separators=(",", ":")))
+            finish()
 
 
 async def shutdown_answer(send: Send) -> None:

@@ -237,6 +237,11 @@ class RerankMeta(BaseModel):
     prompt_version: str
     cost_usd: float
     fusion_weight: float
+    ranked_documents: int = Field(description="How many documents the model ranked; the rest follow in "
+                                              "the caller's order.")
+    input_order_tau: float = Field(description="Kendall's tau of the returned order against the request's "
+                                               "(1 = unchanged, -1 = reversed).")
+    warnings: list[str] = Field(description="Plain sentences about a degraded or demo-quality answer.")
 
 
 class RerankResponse(BaseModel):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from gateway.errors import InvalidRequest
 from gateway.http import dialects
 from gateway.http.access import authenticate
 from gateway.http.body import decode_json, read_body
+from gateway.http.caching import cache_policy
 from gateway.http.openapi import build_openapi
 from gateway.http.protocol import parse_rerank_request
 from gateway.ops.state import Gateway
@@ -37,7 +39,8 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         service, settings = generation.service, generation.settings
         log = request.scope["state"]["log"]
         log["config_version"] = generation.version
-        limits = authenticate(request, settings.auth, gateway.limiter, gateway.metrics)
+        limits = await authenticate(request, settings.auth, gateway.limiter, service.shared_limits,
+                                    settings.cache.local_limit_share)
         # The body first: a client slow to send holds its connection, never an in-flight slot.
         raw = await read_body(request, settings.server.max_body_bytes, settings.server.body_read_timeout_seconds)
         gateway.gate.enter(settings.server.max_concurrent_requests)
@@ -46,8 +49,10 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
             dialect = dialects.detect(route_dialect, body)
             rerank_request = parse_rerank_request(body, settings.limits)
             log["documents"] = len(rerank_request.documents)
-            work = service.rerank(rerank_request.to_query(header_timeout(request)),
-                                  arrived=request.scope["state"].get("arrived"))
+            query = replace(rerank_request.to_query(header_timeout(request)),
+                            cache=cache_policy(request.headers.get("cache-control")),
+                            tenant=limits.name if limits else None)
+            work = service.rerank(query, arrived=request.scope["state"].get("arrived"), meter=limits)
             answer = await cancel_on_disconnect(request, work)
         finally:
             gateway.gate.leave()
@@ -61,7 +66,6 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         if meta.fallbacks:
             headers["x-rerank-fallback"] = ",".join(meta.fallbacks)
         if limits is not None:
-            limits.charge_tokens(answer.prompt_tokens + answer.completion_tokens)
             headers.update(limits.headers())
         return_documents = rerank_request.return_documents
         if return_documents is None:
@@ -108,7 +112,8 @@ async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(build_openapi(RERANK_PATHS))
+    served = {getattr(route, "path", "") for route in request.app.routes}
+    return JSONResponse(build_openapi(RERANK_PATHS, served))
 
 
 async def health(request: Request) -> Response:
@@ -121,7 +126,14 @@ async def ready(request: Request) -> Response:
     gateway: Gateway[RerankService] = request.app.state.gateway
     if gateway.holder.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
-    return JSONResponse({"status": "ready", "config_version": gateway.holder.current.version})
+    generation = gateway.holder.current
+    # Redis trouble degrades the cache, not the gateway: still ready, and the body says so.
+    body: dict[str, Any] = {"status": "ready", "config_version": generation.version,
+                            "cache": generation.service.cache_status()}
+    local = generation.service.local_model_status()
+    if local is not None:  # the embedded model's worker: calls waiting, running, finished, cancelled
+        body["local_model"] = local
+    return JSONResponse(body)
 
 
 async def metrics(request: Request) -> Response:
@@ -132,7 +144,8 @@ async def metrics(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     gateway: Gateway[RerankService] = request.app.state.gateway
     generation = gateway.holder.current
-    authenticate(request, generation.settings.auth, gateway.limiter, gateway.metrics)
+    await authenticate(request, generation.settings.auth, gateway.limiter, generation.service.shared_limits,
+                       generation.settings.cache.local_limit_share)
     service = generation.service
     data = [
         {

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from gateway.config import RESTART_REQUIRED, ConfigError, Settings, parse_settings
 from gateway.ops.metrics import Metrics
@@ -27,6 +27,10 @@ class Service(Protocol):
 
     def availability_problems(self) -> tuple[list[str], list[str]]:
         """(errors that reject a config, warnings to report) about models that cannot be called."""
+        ...
+
+    def retire(self, successor: Any) -> None:
+        """`successor` now serves: release what it did not take over once in-flight requests end."""
         ...
 
 
@@ -119,6 +123,7 @@ class ConfigHolder(Generic[S]):
         if errors:
             return ReloadOutcome(False, current.version, current.digest, errors=[f"{self.path}: {e}" for e in errors])
         self.current = Generation(settings, service, current.version + 1, digest, time.time())
+        current.service.retire(service)
         return ReloadOutcome(True, self.current.version, digest, True, warnings=warnings, restart_required=restart)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic
 
@@ -17,8 +18,11 @@ class Gateway(Generic[S]):
 
     holder: ConfigHolder[S]
     metrics: Metrics
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: RateLimiter = field(init=False)
     gate: Gate = field(init=False)
+    # Under `serve --workers N`: asks the supervisor to reload every other worker too.
+    reload_siblings: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.metrics)
         self.gate = Gate(self.metrics)

@@ -116,6 +116,16 @@ class Strategy(Protocol):
         """Everything besides the task that decides this strategy's ranking (part of the cache key)."""
         ...
 
+    def estimate_tokens(self, task: RankTask) -> int:
+        """The tokens one `rank(chat, task)` will use: the prompt tokens of every call it makes plus
+        the completion tokens it allows them (`max_tokens`), before any call is made.
+
+        A key's token limit reserves this at admission and settles the real usage afterwards, so it
+        should be close (a little over is fine) and cheap next to the calls themselves.
+        `PromptedStrategy` has a generic upper bound; a strategy that knows its calls does better.
+        """
+        ...
+
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking: ...
 
 
@@ -147,3 +157,37 @@ class PromptedStrategy(Generic[S]):
 
     def cache_params(self) -> dict[str, Any]:
         return {"settings": self.settings.model_dump(), "prompt": self.prompt.version}  # type: ignore[attr-defined]
+
+    def estimate_tokens(self, task: RankTask) -> int:
+        """Generic upper bound: every passage once at its full budget, with the query and the
+        instruction, in one call per document, plus a little output each."""
+        budget = with_budget(self.settings, task.token_budget).max_passage_tokens
+        per_call = 64 + count_text(task.encoding, task.query[:4096]) + count_text(
+            task.encoding, (task.instruction or "")[:4096])
+        return len(task.texts) * (per_call + budget + 16)
+
+
+class TokenUsage:
+    """Counts the tokens one request's LLM calls used, whatever happens to the request afterwards.
+
+    `RequestChat` reports each attempt: an answer counts the upstream's usage (tiktoken's when it
+    reports none); an attempt cut off mid-way (its timeout, the request's deadline, a client gone)
+    counts its prompt, which the upstream has most likely processed and billed. An attempt that
+    failed with an error answer, or was never sent, counts nothing.
+    """
+
+    def __init__(self, encoding: tiktoken.Encoding) -> None:
+        self.encoding = encoding
+        self.tokens = 0
+
+    def answered(self, request: ChatRequest, reply: ChatReply) -> None:
+        # As `CallStats.record`: never more output than the call asked for.
+        if reply.prompt_tokens is not None:
+            completion = max(0, int(reply.completion_tokens or 0))
+            self.tokens += max(0, int(reply.prompt_tokens)) + min(completion, request.max_tokens)
+        else:
+            completion = count_text(self.encoding, reply.text[:MAX_PARSED_CHARS])
+            self.tokens += count_messages(self.encoding, request.messages) + min(completion, request.max_tokens)
+
+    def cut(self, request: ChatRequest) -> None:
+        self.tokens += count_messages(self.encoding, request.messages)

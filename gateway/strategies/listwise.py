@@ -8,6 +8,7 @@ puts the best 10 in front (for a model that ranks each window perfectly).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from gateway.strategies.base import (
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import IDENTIFIER, instruction_line, safe_text
 from gateway.strategies.scoring import linear_scores
-from gateway.strategies.tokens import count_messages
+from gateway.strategies.tokens import count_messages, count_text
 from gateway.upstream.chat import ChatClient, ChatRequest, Message
 
 _NUMBER = re.compile(r"\d+")
@@ -160,6 +161,26 @@ class SlidingWindow(PromptedStrategy[ListwiseSettings]):
     """`Strategy` "listwise": RankGPT's back-to-front sliding window."""
 
     name = "listwise"
+
+    def estimate_tokens(self, task: RankTask) -> int:
+        """Each window's prompt with passages of the job's mean length (which passages a window
+        holds depends on the answers before it), plus the identifiers it may answer."""
+        settings = with_budget(self.settings, task.token_budget)
+        job = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings, task.context_window,
+                      task.instruction)
+        n = len(job.passages)
+        if n < 2:
+            return 0
+        mean = sum(count_text(task.encoding, p) for p in job.passages) / n
+        skeletons: dict[int, int] = {}
+        total = 0.0
+        for start, end in window_spans(n, settings.window, settings.step):
+            size = end - start
+            if size not in skeletons:
+                empty = build_messages(self.prompt, job.query, [""] * size, job.instruction)
+                skeletons[size] = count_messages(task.encoding, empty)
+            total += skeletons[size] + size * mean + output_tokens(size)
+        return math.ceil(total)
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)

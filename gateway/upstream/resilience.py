@@ -1,8 +1,9 @@
-"""Retry, budget and circuit-breaker policy toward upstream LLMs. Pure state, injectable clock.
+"""Retry and budget policy toward upstream LLMs. Pure state, injectable clock.
 
 One retry loop lives in the gateway (the SDK's are off); these pieces decide
-how long to wait, whether a retry is affordable, and whether an upstream is
-worth calling at all.
+how long to wait and whether a retry is affordable. Whether an upstream is
+worth calling at all is the circuit breaker's call (`gateway.breaker`, shared
+with the Redis store).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
-Clock = Callable[[], float]
+from gateway.breaker import CircuitBreaker
+
+__all__ = ["CircuitBreaker", "NeverOpen", "RetryBudget", "backoff_delay", "parse_retry_after"]
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
@@ -58,61 +61,11 @@ class RetryBudget:
         return False
 
 
-class CircuitBreaker:
-    """Closed → open after `threshold` consecutive failures; after `cooldown` one probe is let through.
+class NeverOpen(CircuitBreaker):
+    """The breaker of an in-process model: slowness there is load, not an outage, so it never opens."""
 
-    A successful probe closes the breaker; a failed one opens it again for
-    twice as long (up to `max_cooldown`).
-    """
-
-    def __init__(self, threshold: int, cooldown: float, max_cooldown: float = 60.0,
-                 clock: Clock = time.monotonic) -> None:
-        self.threshold = threshold
-        self.base_cooldown = cooldown
-        self.max_cooldown = max_cooldown
-        self.clock = clock
-        self.failures = 0
-        self.cooldown = cooldown
-        self.opened_at: float | None = None
-        self.probing = False
-
-    @property
-    def state(self) -> str:
-        if self.opened_at is None:
-            return "closed"
-        return "half-open" if self.clock() - self.opened_at >= self.cooldown else "open"
-
-    def allow(self) -> bool:
-        """May a call go upstream now? In half-open state only one probe at a time."""
-        state = self.state
-        if state == "closed":
-            return True
-        if state == "half-open" and not self.probing:
-            self.probing = True
-            return True
-        return False
-
-    def retry_after(self) -> float:
-        if self.opened_at is None:
-            return 0.0
-        return max(0.0, self.opened_at + self.cooldown - self.clock())
-
-    def record_success(self) -> None:
-        self.failures = 0
-        self.opened_at = None
-        self.probing = False
-        self.cooldown = self.base_cooldown
+    def __init__(self) -> None:
+        super().__init__(threshold=1, cooldown=1.0)
 
     def record_failure(self) -> None:
-        if self.probing:  # the probe failed: stay open, for longer
-            self.probing = False
-            self.cooldown = min(self.max_cooldown, self.cooldown * 2)
-            self.opened_at = self.clock()
-            return
         self.failures += 1
-        if self.failures >= self.threshold and self.opened_at is None:
-            self.opened_at = self.clock()
-
-    def release_probe(self) -> None:
-        """A probe that ended without a verdict (cancelled) frees the slot."""
-        self.probing = False

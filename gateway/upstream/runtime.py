@@ -9,7 +9,7 @@ from gateway.config import ModelSettings, Settings
 from gateway.upstream.chain import Upstream
 from gateway.upstream.chat import ChatClient
 from gateway.upstream.litellm_client import LiteLLMChatClient
-from gateway.upstream.resilience import CircuitBreaker
+from gateway.upstream.resilience import CircuitBreaker, NeverOpen
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,12 @@ class Upstreams:
         self.by_alias: dict[str, Upstream] = {}
         for alias, runtime in models.items():
             endpoint = (runtime.settings.litellm_model, runtime.settings.resolved_api_base())
-            breaker = breakers.setdefault(endpoint, CircuitBreaker(
-                policy.breaker_failure_threshold, policy.breaker_cooldown_seconds,
-                policy.breaker_max_cooldown_seconds,
-            ))
+            if endpoint not in breakers:
+                # In process there is no outage to detect: a slow embedded model is busy, not down.
+                breakers[endpoint] = NeverOpen() if runtime.settings.embedded else CircuitBreaker(
+                    policy.breaker_failure_threshold, policy.breaker_cooldown_seconds,
+                    policy.breaker_max_cooldown_seconds)
+            breaker = breakers[endpoint]
             old = previous.by_alias.get(alias) if previous else None
             slots = old.slots if old and previous.models[alias].settings.max_concurrency == \
                 runtime.settings.max_concurrency else asyncio.Semaphore(runtime.settings.max_concurrency)

@@ -77,19 +77,20 @@ def base_url(gateway: GatewayProcess) -> str:
     return gateway.url
 
 
-_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+"')
+_ACCESS = re.compile(r"gateway\.access: (?P<line>\{.*\})")
 
 
 @pytest.fixture
 def paths_hit(gateway: GatewayProcess) -> Callable[[], list[str]]:
-    """Reads the paths the gateway served since the test started (from uvicorn's access log)."""
+    """Reads the paths the gateway served since the test started (from its JSON access lines)."""
     start = gateway.log.stat().st_size
 
     def read() -> list[str]:
         with gateway.log.open("rb") as log:
             log.seek(start)
             text = log.read().decode("utf-8", "replace")
-        return [m["path"] for m in _ACCESS.finditer(text) if m["method"] == "POST"]
+        lines = [json.loads(m["line"]) for m in _ACCESS.finditer(text)]
+        return [line["route"] for line in lines if line["method"] == "POST"]
 
     return read
 

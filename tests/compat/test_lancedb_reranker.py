@@ -15,7 +15,7 @@ pa = pytest.importorskip("pyarrow", reason=install_hint("pyarrow (with lancedb)"
 from gateway.lancedb import GatewayReranker, RerankGatewayError  # noqa: E402
 
 Q = "capital of France"
-MODEL = "judge"  # the test gateway's alias; in production the default "gpt-4-turbo-preview"
+MODEL = "judge"  # the test gateway's default alias, named explicitly here
 
 
 def rows(table: Any) -> list[dict[str, Any]]:
@@ -102,12 +102,33 @@ def test_hybrid_merges_without_duplicates_and_reranks_once(lancedb_table, base_u
     assert paths_hit() == ["/v1/rerank"]
 
 
-def test_hybrid_with_all_scores_is_not_supported(lancedb_table, base_url: str, paths_hit) -> None:
-    builder = lancedb_table.search(Q, query_type="hybrid").rerank(
-        reranker=reranker(base_url=base_url, return_score="all"))
-    with pytest.raises(NotImplementedError, match="return_score='all' is not supported for hybrid search"):
-        builder.to_arrow()
-    assert paths_hit() == []
+def test_hybrid_with_all_scores_keeps_both_searches_scores_like_lancedbs_jina_reranker(
+        lancedb_table, base_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lancedb.rerankers.jinaai as jinaai
+
+    vector = {r["id"]: r["_distance"] for r in rows(lancedb_table.search(Q).limit(10).to_arrow())}
+    fts = {r["id"]: r["_score"] for r in rows(lancedb_table.search(Q, query_type="fts").limit(10).to_arrow())}
+    result = rows(lancedb_table.search(Q, query_type="hybrid")
+                  .rerank(reranker=reranker(base_url=base_url, return_score="all")).limit(10).to_arrow())
+    assert {"id", "text", "_distance", "_score", "_relevance_score"} <= set(result[0])
+    check_reranked(result, set(vector) | set(fts))
+    assert {r["id"]: r["_distance"] for r in result} == {i: vector.get(i) for i in vector.keys() | fts.keys()}
+    assert {r["id"]: r["_score"] for r in result} == {i: fts.get(i) for i in vector.keys() | fts.keys()}
+    # LanceDB's own API reranker, through the same gateway, returns the same columns and values.
+    monkeypatch.setattr(jinaai, "API_URL", base_url + "/v1/rerank")
+    theirs = rows(lancedb_table.search(Q, query_type="hybrid")
+                  .rerank(reranker=jinaai.JinaReranker(api_key="k", return_score="all")).limit(10).to_arrow())
+    assert set(theirs[0]) == set(result[0])
+    by_id = {r["id"]: r for r in theirs}
+    assert all(by_id[r["id"]]["_distance"] == r["_distance"] and by_id[r["id"]]["_score"] == r["_score"]
+               for r in result)
+
+
+def test_no_arguments_but_base_url_rank_with_the_gateways_default_model(lancedb_table, base_url: str) -> None:
+    plain = GatewayReranker(base_url=base_url)  # sends no model: the test gateway's default is "judge"
+    result = rows(lancedb_table.search(Q, query_type="hybrid").rerank(reranker=plain).limit(10).to_arrow())
+    check_reranked(result, set(range(len(TABLE_TEXTS))))
+    assert str(plain) == f"GatewayReranker(model_name=the gateway's default, base_url={base_url})"
 
 
 def test_hybrid_with_top_n_and_pointwise_mode(lancedb_table, base_url: str) -> None:
@@ -226,8 +247,8 @@ def test_request_body_headers_and_defaults_from_the_environment(monkeypatch: pyt
     request = seen[0]
     assert str(request.url) == "http://gateway.test:9000/v1/rerank"
     assert request.headers["authorization"] == "Bearer env-key"
-    assert json.loads(request.content) == {"model": "gpt-4-turbo-preview", "query": "q", "documents": ["a"],
-                                           "return_documents": False, "top_n": 1, "mode": "listwise"}
+    assert json.loads(request.content) == {"query": "q", "documents": ["a"], "return_documents": False,
+                                           "top_n": 1, "mode": "listwise"}
 
 
 def test_no_key_sends_no_authorization(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -238,8 +259,8 @@ def test_no_key_sends_no_authorization(monkeypatch: pytest.MonkeyPatch) -> None:
     r.rerank_vector("q", pa.table({"text": ["a"], "_distance": [0.0]}))
     assert "authorization" not in seen[0].headers
     assert str(seen[0].url) == "http://127.0.0.1:8080/v1/rerank"
-    assert json.loads(seen[0].content) == {"model": "gpt-4-turbo-preview", "query": "q", "documents": ["a"],
-                                           "return_documents": False}
+    # No model_name: no model is sent, and the gateway's default model answers.
+    assert json.loads(seen[0].content) == {"query": "q", "documents": ["a"], "return_documents": False}
     r.close()
 
 

@@ -55,13 +55,11 @@ def test_request_rate_limit_answers_429_with_headers(start_gateway) -> None:
     assert rerank(gateway, KEY).status_code == 200  # other keys are unaffected
 
 
-def test_token_rate_limit_counts_tokens_used(start_gateway) -> None:
+def test_a_request_the_token_limit_cannot_cover_is_refused_before_any_call(start_gateway, upstream_calls) -> None:
     gateway = start_gateway(f"{NO_RETRIES}\n{AUTH}")
-    first = rerank(gateway, TOKENS)  # uses more than 100 tokens: allowed, then the bucket is empty
-    assert first.status_code == 200 and first.json()["usage"]["total_tokens"] > 100
-    refused = rerank(gateway, TOKENS, query="another")
-    assert refused.status_code == 429 and "tokens" in refused.json()["error"]["message"]
-    assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+    refused = rerank(gateway, TOKENS)  # needs more than the key's 100 tokens per minute
+    assert refused.status_code == 429 and "more than the key's limit of 100" in refused.json()["error"]["message"]
+    assert refused.headers["x-ratelimit-remaining-tokens"] == "100" and upstream_calls() == 0
 
 
 def test_over_the_concurrency_limit_requests_are_shed(start_gateway, upstream) -> None:
@@ -125,6 +123,9 @@ def test_one_json_log_line_per_request_without_text_or_keys(start_gateway) -> No
             "cache", "latency_ms", "status"} <= set(served)
     assert served["key"] == "team-a" and served["documents"] == 2
     assert any(line["status"] == 401 for line in lines)
+    # One line per request: ours. uvicorn's own access line is off.
+    assert sum(line["request_id"] == served["request_id"] for line in lines) == 1
+    assert '"POST /v1/rerank HTTP/1.1"' not in log
 
 
 def sigterm_during_a_slow_request(gateway, upstream, seconds: float, probe=None):  # noqa: ANN001, ANN201

@@ -35,7 +35,7 @@ def test_document_text_is_only_ever_a_value() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        pytest.param('kind = "other"', "kind must be one of", id="kind"),
+        pytest.param('kind = "other"', "kind: must be one of", id="kind"),
         pytest.param('kind = "pointwise"\nsystem = "$max_label $scale"', "user: missing template", id="missing"),
         pytest.param('kind = "pointwise"\nsystem = "$max_label $scale $oops"\nuser = "$query $text $max_label"',
                      "unknown placeholders ['oops']", id="unknown"),

@@ -204,6 +204,75 @@ async def test_litellm_chat_client_reads_the_local_reply() -> None:
     assert reply.prompt_tokens and reply.completion_tokens == 1
 
 
+# --- cancellation, queue and prefix reuse ----------------------------------------------------------
+
+STORY = [{"role": "user", "content": "Tell a long story about a flea and a dog who travel the world."}]
+
+
+async def until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+@needs_model
+@pytest.mark.anyio
+async def test_a_generation_whose_caller_left_stops_at_the_next_token() -> None:
+    handler = local_llm.register()
+    before = local_llm.queue_stats().as_dict()
+    story = asyncio.ensure_future(call(messages=STORY, max_tokens=400, logprobs=False))
+    await until(lambda: handler.stats.running == 1)
+    await asyncio.sleep(0.2)
+    story.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await story
+    await until(lambda: handler.stats.running == 0)  # the worker let go, long before 400 tokens
+    after = local_llm.queue_stats().as_dict()
+    assert after["cancelled"] == before["cancelled"] + 1 and after["finished"] == before["finished"]
+    assert after["cancelled_tokens"] - before["cancelled_tokens"] < 400  # prompt + tokens made before it stopped
+    assert after["queued"] == 0
+
+
+@needs_model
+@pytest.mark.anyio
+async def test_queued_calls_of_a_request_that_is_gone_are_dropped_without_running() -> None:
+    handler = local_llm.register()
+    before = local_llm.queue_stats().as_dict()
+    calls = [asyncio.ensure_future(call(messages=STORY, max_tokens=200, logprobs=False)) for _ in range(4)]
+    await until(lambda: handler.stats.running == 1)
+    assert handler.stats.queued == 3  # the /ready body and the metrics read these
+    for task in calls:
+        task.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+    await until(lambda: handler.stats.running == 0)
+    after = local_llm.queue_stats().as_dict()
+    assert after["cancelled"] - before["cancelled"] == 4 and after["finished"] == before["finished"]
+    assert after["queued"] == 0
+
+
+@needs_model
+@pytest.mark.anyio
+async def test_reusing_the_shared_prompt_prefix_gives_the_same_logprobs() -> None:
+    def judge(passage: str) -> list[dict[str, str]]:
+        return [QUESTION[0], {"role": "user", "content": QUESTION[1]["content"].replace(
+            "The flea life cycle lasts two weeks to eight months.", passage)}]
+
+    handler = local_llm.register()
+    passages = ["Fleas live two weeks to eight months.", "Dogs chase cats.", "A flea egg hatches in days."]
+    reused = [await call(messages=judge(p)) for p in passages]  # one after another: the prefix stays cached
+    fresh = []
+    for passage in passages:
+        with handler._lock:
+            handler._llama.reset()  # nothing cached: the whole prompt is evaluated
+        fresh.append(await call(messages=judge(passage)))
+
+    def top(response: Any) -> list[tuple[str, float]]:
+        return [(a.token, a.logprob) for a in response.choices[0].logprobs.content[0].top_logprobs]
+
+    for a, b in zip(reused, fresh, strict=True):
+        assert [t for t, _ in top(a)] == [t for t, _ in top(b)]
+        assert [lp for _, lp in top(a)] == pytest.approx([lp for _, lp in top(b)], abs=1e-3)
+
+
 # --- document text never becomes a control token --------------------------------------------------
 
 def control_ids(handler: local_llm.LocalLLM, messages: list[dict[str, str]]) -> list[int]:
