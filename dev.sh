@@ -2,6 +2,7 @@
 # Set up and run rerank-gateway.
 #   ./dev.sh serve [--no-local] [serve options]  create .venv with what serving needs, then start the gateway
 #   ./dev.sh test  [pytest options]  create .venv with the test extras, JS packages and Chromium, then run the suite
+#   ./dev.sh bench [--smoke | NAME [options]]  every benchmark (bench/suite.py), or one: bench/NAME.py
 #   ./dev.sh setup                   only create/refresh .venv (everything the tests need)
 # RERANK_GATEWAY_NO_LOCAL=1 (or serve --no-local) skips the embedded model and its llama.cpp build,
 # for users who bring a key; so does a machine without a C++ compiler (with a message).
@@ -120,6 +121,12 @@ ensure_redis_server() {
         echo "redis-server could not be installed (needs root and apt-get): the Redis tests will be skipped" >&2
 }
 
+# wrk drives the latency benchmark (and its smoke run in the test suite): Debian's package.
+need_wrk() {
+    command -v wrk >/dev/null 2>&1 && return
+    apt_install wrk || echo "could not install wrk (apt-get install wrk); the latency benchmark needs it" >&2
+}
+
 # Tests and local upstreams live on loopback; a proxy in the environment must not capture them.
 export NO_PROXY="127.0.0.1,localhost,::1${NO_PROXY:+,$NO_PROXY}"
 export no_proxy="$NO_PROXY"
@@ -127,7 +134,7 @@ export no_proxy="$NO_PROXY"
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 test_extras() {  # the local model's tests skip, naming why, when it cannot be built here
-    if wants_local; then echo test,compat,local; else echo test,compat; fi
+    if wants_local; then echo test,compat,bench,local; else echo test,compat,bench; fi
 }
 
 serve() {
@@ -142,6 +149,12 @@ serve() {
 case "$cmd" in
     setup) setup "$(test_extras)"; js_setup ;;
     serve) serve "$@" ;;
-    test) setup "$(test_extras)"; js_setup; ensure_redis_server; exec "$VENV/bin/python" -m pytest "$@" ;;
-    *) echo "usage: ./dev.sh {serve|test|setup} [args...]" >&2; exit 2 ;;
+    test) setup "$(test_extras)"; js_setup; ensure_redis_server; need_wrk; exec "$VENV/bin/python" -m pytest "$@" ;;
+    bench)
+        setup "$(test_extras)"; need_wrk
+        if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+            name=$1; shift; exec "$VENV/bin/python" -m "bench.$name" "$@"
+        fi
+        exec "$VENV/bin/python" -m bench.suite "$@" ;;
+    *) echo "usage: ./dev.sh {serve|test|bench|setup} [args...]" >&2; exit 2 ;;
 esac

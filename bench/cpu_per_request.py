@@ -1,13 +1,19 @@
-"""The gateway's own CPU time per 100-document rerank request, as a ratio to bare LiteLLM.
+"""The gateway's own CPU time per 100-document rerank miss, against the same calls made without it.
 
-Both sides talk to the same fake upstream in the same run: the gateway process
-(cache disabled, distinct TREC DL queries) is measured from /proc/<pid>/stat;
-the baseline is a separate child process making the same LLM calls (same
-prompts, same arguments, max_retries=0) with `litellm.acompletion` directly.
-The ratio, not the absolute milliseconds, is what carries across machines;
-`--repeat N` measures N times and adds min / median / max over the runs.
+Three measurements of the same sequential requests (distinct TREC DL queries, so
+nothing is cached) to the same upstream (the simulator at ~0 ms), in one run:
 
-    .venv/bin/python -m bench.cpu_per_request [--requests 10] [--warmup 2] [--repeat 1] [--json PATH]
+    gateway   the gateway process (cache off), from /proc/<pid>/stat
+    bare      a child making exactly the gateway's LLM calls (its prompts, its arguments,
+              max_retries=0) with `litellm.acompletion`: gateway - bare, per LLM call, is the
+              gateway's overhead outside LiteLLM (target <= 0.5 ms per call)
+    minimal   `bench.minimal`, the ~150-line pipeline with the minimal prompt, as a server:
+              the target is gateway <= minimal for a 100-document listwise miss
+
+The ratios, not the milliseconds, carry across machines; every figure is min /
+median / max over `--repeat` runs.
+
+    .venv/bin/python -m bench.cpu_per_request [--requests 10] [--warmup 2] [--repeat 3] [--smoke]
 """
 
 
@@ -16,13 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import cli, counters, harness, report
+from bench import cli, counters, harness, plot, report, upstream
 from bench.trec import Query, load_queries
 
 
@@ -42,7 +48,9 @@ class Measurement:
         return 1000 * self.cpu_seconds / max(self.llm_calls, 1)
 
 
-Run = tuple[dict[str, Measurement], dict[str, Measurement]]  # gateway, bare LiteLLM; by mode
+# One run: per side ("gateway", "bare", "minimal"), per mode.
+Run = dict[str, dict[str, Measurement]]
+SIDES = ("gateway", "bare", "minimal")
 
 
 def benchmark_queries(count: int) -> list[Query]:
@@ -53,44 +61,45 @@ def benchmark_queries(count: int) -> list[Query]:
     return queries[:count]
 
 
-def measure_gateway(stack: harness.Stack, mode: str, queries: list[Query], warmup: int,
-                    timeout: float) -> Measurement:
+def measure_server(server: harness.Server, mode: str, queries: list[Query], warmup: int, documents: int,
+                   timeout: float, calls_per_request: list[int] | None = None) -> Measurement:
+    """Sequential requests (CPU per request does not depend on overlap, and sequential keeps the
+    upstream from starving the server of a core); LLM calls from the gateway's `meta`, else as given."""
     import httpx
 
     def send(http: httpx.Client, query: Query) -> int:
-        body = {"query": query.query, "documents": [c.text for c in query.candidates],
-                "model": harness.ALIASES[mode], "mode": mode, "top_n": len(query.candidates)}
+        body = {"query": query.query, "documents": [c.text for c in query.candidates[:documents]],
+                "model": harness.ALIASES[mode], "mode": mode, "return_documents": False}
         response = http.post("/v1/rerank", json=body)
         if response.status_code != 200:
-            raise RuntimeError(f"{mode}: HTTP {response.status_code}: {response.text[:300]}")
-        data = response.json()
-        if data["meta"]["cached"] or data["meta"]["failed_calls"]:
-            raise RuntimeError(f"{mode}: unexpected meta {data['meta']}")
-        return int(data["meta"]["llm_calls"])
+            raise RuntimeError(f"{server.name} {mode}: HTTP {response.status_code}: {response.text[:300]}")
+        meta = response.json().get("meta")
+        if meta is not None and (meta["cached"] or meta["failed_calls"]):
+            raise RuntimeError(f"{mode}: unexpected meta {meta}")
+        return int(meta["llm_calls"]) if meta else 0
 
-    with httpx.Client(base_url=stack.gateway.url, timeout=timeout, trust_env=False) as http:
+    with httpx.Client(base_url=server.url, timeout=timeout, trust_env=False) as http:
         for query in queries[:warmup]:
             send(http, query)
-        # Sequential requests: CPU per request does not depend on overlap, and
-        # sequential keeps the fake upstream from starving the gateway of a core.
-        cpu, wall = counters.process_cpu_seconds(stack.gateway.pid), time.perf_counter()
+        cpu, wall = counters.process_cpu_seconds(server.pid), time.perf_counter()
         calls = sum(send(http, query) for query in queries[warmup:])
-        cpu, wall = counters.process_cpu_seconds(stack.gateway.pid) - cpu, time.perf_counter() - wall
-    return Measurement(len(queries) - warmup, calls, cpu, wall)
+        cpu, wall = counters.process_cpu_seconds(server.pid) - cpu, time.perf_counter() - wall
+    return Measurement(len(queries) - warmup, calls or sum(calls_per_request or []), cpu, wall)
 
 
-def measure_bare(stack: harness.Stack, modes: list[str], count: int, warmup: int,
+def measure_bare(config: Path, workdir: Path, modes: list[str], count: int, warmup: int, documents: int,
                  timeout: float) -> dict[str, Measurement]:
-    args = ["-m", "bench.cpu_per_request", "--bare-child", "--config", str(stack.config),
-            "--requests", str(count - warmup), "--warmup", str(warmup), "--modes", ",".join(modes)]
-    output = harness.run_child(args, stack.workdir / "bare.log", timeout, "bare LiteLLM child")
+    args = ["-m", "bench.cpu_per_request", "--bare-child", "--config", str(config), "--requests",
+            str(count - warmup), "--warmup", str(warmup), "--modes", ",".join(modes), "--documents", str(documents)]
+    output = harness.run_child(args, workdir / "bare.log", timeout, "bare LiteLLM child")
     result = json.loads(output.strip().splitlines()[-1])
     return {mode: Measurement(**values) for mode, values in result.items()}
 
 
 # --- the baseline child: imports gateway (offline switches) before litellm ---
 
-def bare_child(config: Path, modes: list[str], requests: int, warmup: int) -> dict[str, dict[str, Any]]:
+def bare_child(config: Path, modes: list[str], requests: int, warmup: int,
+               documents: int) -> dict[str, dict[str, Any]]:
     # Order matters: gateway sets LITELLM_LOCAL_MODEL_COST_MAP etc. before litellm loads.
     import gateway  # noqa: F401, I001
     from gateway.strategies import listwise
@@ -101,8 +110,11 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int) -> di
 
     import litellm
 
+    from gateway.upstream.litellm_client import register_prices
+
     settings = load_settings(config)
     model = settings.models[harness.ALIASES["listwise"]]
+    register_prices(model)  # as the gateway does: the same work inside LiteLLM on both sides
     prompts = load_prompts(Path(settings.prompts_dir) if settings.prompts_dir else default_prompts_dir())
     enc = get_encoding("cl100k_base")
     base = {"model": model.litellm_model, "temperature": 0, "timeout": model.timeout_seconds,
@@ -110,7 +122,7 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int) -> di
 
     def calls_for(mode: str, query: Query) -> list[dict[str, Any]]:
         """The gateway's prompts for one request, built before timing starts."""
-        texts = [c.text for c in query.candidates]
+        texts = [c.text for c in query.candidates[:documents]]
         if mode == "listwise":
             s = settings.listwise
             job = listwise.prepare(enc, prompts[s.prompt], query.query, texts, s, model.context_window)
@@ -154,29 +166,70 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int) -> di
     return asyncio.run(run())
 
 
-def format_table(gateway: dict[str, Measurement], bare: dict[str, Measurement]) -> str:
-    header = ["mode", "req", "calls/req", "gateway ms/req", "bare ms/req", "gateway ms/call", "bare ms/call",
-              "gateway/bare"]
-    rows = [[mode, str(g.requests), f"{g.llm_calls / g.requests:.1f}", f"{g.ms_per_request:.1f}",
-             f"{bare[mode].ms_per_request:.1f}", f"{g.ms_per_call:.2f}", f"{bare[mode].ms_per_call:.2f}",
-             f"{g.ms_per_request / bare[mode].ms_per_request:.2f}x"] for mode, g in gateway.items()]
+def format_table(run: Run) -> str:
+    header = ["mode", "req", "calls/req", "gateway ms/req", "bare ms/req", "minimal ms/req", "overhead ms/call",
+              "gateway/bare", "gateway/minimal"]
+    rows = []
+    for mode, g in run["gateway"].items():
+        b, m = run["bare"][mode], run["minimal"][mode]
+        rows.append([mode, str(g.requests), f"{g.llm_calls / g.requests:.1f}", f"{g.ms_per_request:.1f}",
+                     f"{b.ms_per_request:.1f}", f"{m.ms_per_request:.1f}", f"{overhead_per_call(g, b):.2f}",
+                     f"{ratio(g, b):.2f}x", f"{ratio(g, m):.2f}x"])
     return report.table(header, rows)
+
+
+def ratio(a: Measurement, b: Measurement) -> float:
+    """CPU per request of `a` over `b`; NaN when `b` used less than a clock tick (tiny smoke runs)."""
+    return a.ms_per_request / b.ms_per_request if b.cpu_seconds else math.nan
+
+
+def overhead_per_call(gateway: Measurement, bare: Measurement) -> float:
+    """The gateway's CPU outside LiteLLM per LLM call: all it does besides the same calls, per call."""
+    return (gateway.cpu_seconds / gateway.requests - bare.cpu_seconds / bare.requests) * 1000 * gateway.requests \
+        / max(gateway.llm_calls, 1)
 
 
 def spreads(runs: list[Run]) -> dict[str, dict[str, report.Spread]]:
     """Per mode, min / median / max over the runs of what the table reports per run."""
-    return {mode: {
-        "gateway_ms_per_request": report.spread(g[mode].ms_per_request for g, _ in runs),
-        "bare_ms_per_request": report.spread(b[mode].ms_per_request for _, b in runs),
-        "ratio": report.spread(g[mode].ms_per_request / b[mode].ms_per_request for g, b in runs),
-    } for mode in runs[0][0]}
+    out = {}
+    for mode in runs[0]["gateway"]:
+        out[mode] = {f"{side}_ms_per_request": report.spread(r[side][mode].ms_per_request for r in runs)
+                     for side in SIDES}
+        out[mode]["overhead_ms_per_call"] = report.spread(overhead_per_call(r["gateway"][mode], r["bare"][mode])
+                                                          for r in runs)
+        out[mode]["gateway_over_bare"] = report.spread(ratio(r["gateway"][mode], r["bare"][mode]) for r in runs)
+        out[mode]["gateway_over_minimal"] = report.spread(ratio(r["gateway"][mode], r["minimal"][mode])
+                                                          for r in runs)
+    return out
 
 
 def format_spreads(runs: list[Run]) -> str:
     rows = [[mode, s["gateway_ms_per_request"].format(), s["bare_ms_per_request"].format(),
-             s["ratio"].format(".2f")] for mode, s in spreads(runs).items()]
+             s["minimal_ms_per_request"].format(), s["overhead_ms_per_call"].format(".2f"),
+             s["gateway_over_bare"].format(".2f"), s["gateway_over_minimal"].format(".2f")]
+            for mode, s in spreads(runs).items()]
     return (f"over {len(runs)} runs, min / median / max\n"
-            + report.table(["mode", "gateway ms/req", "bare ms/req", "gateway/bare"], rows))
+            + report.table(["mode", "gateway ms/req", "bare ms/req", "minimal ms/req", "overhead ms/call",
+                            "gateway/bare", "gateway/minimal"], rows))
+
+
+def targets(runs: list[Run]) -> list[tuple[str, bool]]:
+    checks = []
+    for mode, s in spreads(runs).items():
+        checks.append((f"{mode}: overhead outside LiteLLM {s['overhead_ms_per_call'].median:.2f} ms per LLM call "
+                       "(<= 0.5)", s["overhead_ms_per_call"].median <= 0.5))
+        if mode == "listwise":
+            checks.append((f"listwise: gateway CPU {s['gateway_over_minimal'].median:.2f}x the minimal pipeline's "
+                           "(<= 1.0)", s["gateway_over_minimal"].median <= 1.0))
+    return checks
+
+
+def write_plot(runs: list[Run], path: Path) -> Path:
+    data = spreads(runs)
+    labels = [f"{mode}: {side}" for mode in data for side in SIDES]
+    values = [data[mode][f"{side}_ms_per_request"] for mode in data for side in SIDES]
+    return plot.bars(path, "CPU per 100-document miss: gateway, its own calls made bare, the minimal pipeline",
+                     labels, [("CPU ms per request", values)])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -184,56 +237,72 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=10, help="measured requests per mode (>= 10 advised)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured requests per mode first")
     parser.add_argument("--modes", default="listwise,pointwise")
-    cli.add_repeat(parser)
-    cli.add_json(parser, "cpu_per_request")
+    parser.add_argument("--documents", type=int, default=100)
+    cli.add_repeat(parser, default=3)
+    cli.add_smoke(parser)
+    cli.add_output(parser, "cpu_per_request")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for each side of the run")
-    cli.add_keep_logs(parser)
     parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.requests, args.warmup, args.documents, args.repeat = 2, 1, 20, 1
     args.modes = cli.comma_list(parser, args.modes, "mode", harness.ALIASES)
     if args.requests < 1 or args.warmup < 0 or args.repeat < 1:
         parser.error("--requests and --repeat must be positive and --warmup not negative")
     return args
 
 
-def measure(stack: harness.Stack, args: argparse.Namespace, queries: list[Query]) -> Run:
-    deadline = time.monotonic() + args.timeout
-    gateway: dict[str, Measurement] = {}
+def measure(servers: dict[str, harness.Server], config: Path, workdir: Path, args: argparse.Namespace,
+            queries: list[Query]) -> Run:
+    run: Run = {side: {} for side in SIDES}
     for mode in args.modes:
-        gateway[mode] = measure_gateway(stack, mode, queries, args.warmup, min(args.timeout, 120.0))
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gateway side took over {args.timeout:g}s")
-    print("gateway measured; running the bare LiteLLM baseline ...", file=sys.stderr, flush=True)
-    return gateway, measure_bare(stack, args.modes, len(queries), args.warmup, args.timeout)
+        run["gateway"][mode] = measure_server(servers["gateway"], mode, queries, args.warmup, args.documents,
+                                              min(args.timeout, 300.0))
+        calls = run["gateway"][mode].llm_calls // run["gateway"][mode].requests
+        run["minimal"][mode] = measure_server(servers["minimal"], mode, queries, args.warmup, args.documents,
+                                              min(args.timeout, 300.0), [calls] * args.requests)
+    run["bare"] = measure_bare(config, workdir, args.modes, len(queries), args.warmup, args.documents, args.timeout)
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.bare_child:
-        print(json.dumps(bare_child(args.config, args.modes, args.requests, args.warmup)))
+        print(json.dumps(bare_child(args.config, args.modes, args.requests, args.warmup, args.documents)))
         return 0
-
     queries = benchmark_queries(args.warmup + args.requests)
-    print("starting fake upstream and gateway ...", file=sys.stderr, flush=True)
-    with harness.running_stack(keep_logs=args.keep_logs) as stack:
-        runs = [measure(stack, args, queries) for _ in range(args.repeat)]
-    print(f"CPU time per 100-document request (mean of {args.requests} after {args.warmup} warm-up), "
-          "gateway process vs bare litellm.acompletion in a child process, same fake upstream")
-    for number, (gateway, bare) in enumerate(runs, 1):
-        if args.repeat > 1:
-            print(f"run {number}/{args.repeat}")
-        print(format_table(gateway, bare))
-    if args.repeat > 1:
-        print(format_spreads(runs))
-    if args.json:
-        payloads = [{mode: {"gateway": asdict(g[mode]), "bare_litellm": asdict(b[mode]),
-                            "ratio": g[mode].ms_per_request / b[mode].ms_per_request} for mode in args.modes}
-                    for g, b in runs]
-        # One run keeps the file's old shape; repeats add the list and the spread.
-        report.write_json(args.json, payloads[0] if len(runs) == 1 else {
-            "runs": payloads, "spread": {mode: {k: asdict(v) for k, v in s.items()}
-                                         for mode, s in spreads(runs).items()}})
+    with harness.workdir() as workdir:
+        with upstream.running(None, workdir) as up:
+            target = up.target("instant")
+            aliases = {alias: (target, mode) for mode, alias in harness.ALIASES.items()}
+            config = harness.write_gateway_config(workdir / "config.toml", aliases, request_timeout=300)
+            servers = {"gateway": harness.start_gateway(config, workdir, log_level="warning"),
+                       "minimal": harness.start_module("minimal", "bench.minimal", [
+                           "--api-base", target.api_base, "--model", target.model], workdir)}
+            bar = plot.progress(args.repeat, "cpu_per_request")
+            try:
+                for server in servers.values():
+                    server.wait_ready("/health")
+                runs = []
+                for number in range(args.repeat):
+                    bar.set_postfix_str(f"run {number + 1}")
+                    runs.append(measure(servers, config, workdir, args, queries))
+                    bar.update()
+            finally:
+                bar.close()
+                for server in servers.values():
+                    server.stop()
+    print(f"CPU time per {args.documents}-document miss (mean of {args.requests} after {args.warmup} warm-up): "
+          "the gateway, its own LLM calls made by bare litellm.acompletion, the minimal pipeline; same upstream")
+    for number, run in enumerate(runs, 1):
+        print(f"run {number}/{args.repeat}")
+        print(format_table(run))
+    print(format_spreads(runs))
+    print("\n".join(report.verdicts(targets(runs))))
+    report.write_json(args.json, {"args": cli.as_json(args), "upstream": up.kind, "runs": runs,
+                                  "spread": spreads(runs)})
+    print(f"wrote {args.json} and {write_plot(runs, args.json.with_suffix('.png'))}")
     return 0
 
 

@@ -49,12 +49,38 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def write_config(path: Path, upstream_port: int, *, cache: bool = False, extra: str = "") -> Path:
     """One alias per mode, all pointing at the fake "judge" model; `extra` is appended TOML (whole tables)."""
-    parts = [f'default_model = "{ALIASES["listwise"]}"', f"[cache]\nenabled = {str(cache).lower()}"]
-    for mode, alias in ALIASES.items():
+    target = Target(f"http://127.0.0.1:{upstream_port}/v1", "judge")
+    return write_gateway_config(path, {alias: (target, mode) for mode, alias in ALIASES.items()},
+                                cache=cache, extra=extra)
+
+
+@dataclass(frozen=True)
+class Target:
+    """An OpenAI-compatible upstream as the gateway is told of it."""
+
+    api_base: str
+    model: str  # the name the upstream serves, without LiteLLM's provider prefix
+    key_env: str = KEY_ENV
+    logprobs: bool = True
+    context_window: int = 128_000
+
+
+def write_gateway_config(path: Path, aliases: dict[str, tuple[Target, str]], *, cache: bool = False,
+                         extra: str = "", request_timeout: float | None = None,
+                         reliability: dict[str, Any] | None = None) -> Path:
+    """A config with one alias per (target, mode); the first alias is the default."""
+    parts = [f'default_model = "{next(iter(aliases))}"', f"[cache]\nenabled = {str(cache).lower()}"]
+    table = dict(reliability or {})
+    if request_timeout is not None:
+        table.update(request_timeout_seconds=request_timeout, max_request_timeout_seconds=max(request_timeout, 120))
+    if table:
+        parts.append("[reliability]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items()))
+    for alias, (target, mode) in aliases.items():
         parts.append(
-            f'[models."{alias}"]\nlitellm_model = "openai/judge"\n'
-            f'api_base = "http://127.0.0.1:{upstream_port}/v1"\napi_key_env = "{KEY_ENV}"\n'
-            f'mode = "{mode}"\nlogprobs = true\ncontext_window = 128000'
+            f'[models."{alias}"]\nlitellm_model = "openai/{target.model}"\n'
+            f'api_base = "{target.api_base}"\napi_key_env = "{target.key_env}"\n'
+            f'mode = "{mode}"\nlogprobs = {str(target.logprobs).lower()}\n'
+            f"context_window = {target.context_window}\ntimeout_seconds = 120"
         )
     if extra:
         parts.append(extra.strip())
@@ -149,11 +175,17 @@ def start_fake_upstream(workdir: Path) -> Server:
     return Server("fake upstream", spawn(["-m", FAKE_UPSTREAM, "--port", str(port)], log), port, log)
 
 
+def start_module(name: str, module: str, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> Server:
+    """`python -m module --port P args...` on a free port; its output goes to <workdir>/<name>.log."""
+    port = free_port()
+    log = workdir / f"{name}.log"
+    return Server(name, spawn(["-m", module, "--port", str(port), *args], log, env), port, log)
+
+
 def start_simulator(workdir: Path, **knobs: object) -> Server:
     """The simulated hosted model (simulator/) in its own process; `knobs` are its defaults (--noise 0.2, ...)."""
-    port, log = free_port(), workdir / "simulator.log"
     flags = [arg for name, value in knobs.items() for arg in (f"--{name}", str(value))]
-    return Server("simulator", spawn(["-m", "simulator", "--port", str(port), *flags], log), port, log)
+    return start_module("simulator", "simulator", flags, workdir)
 
 
 def start_gateway(config: Path, workdir: Path, log_level: str = "info") -> Server:
@@ -183,6 +215,13 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    """A scratch directory for a benchmark's servers, removed at the end; SIGTERM unwinds through it."""
+    with sigterm_as_exit(), tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
+        yield Path(tmp)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ Every request becomes a `Sample`; what a sample means is the benchmark's to deci
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable
@@ -19,6 +20,66 @@ import httpx
 # Short words the request bodies are drawn from: rerank requests with a little text each.
 WORDS = ("flea cycle insect egg larva pupa adult host blood cat dog month week year warm humid "
          "paris france capital river bridge museum train ticket winter summer coffee bean roast").split()
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load run measured (wrk's or `fixed_count`'s): counts, rate, latency percentiles."""
+
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    bytes: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+async def fixed_count(url: str, bodies: Callable[[int], bytes], *, connections: int, requests: int,
+                      timeout: float) -> LoadResult:
+    """`requests` POSTs over `connections` keep-alive clients, closed loop; `bodies(n)` is the n-th body.
+
+    For slow requests (misses), where a fixed count says more than a fixed duration and
+    the client's own CPU is small beside the server's.
+    """
+    latencies: list[float] = []
+    failures = {"status": 0, "transport": 0, "bytes": 0}
+    counter = iter(range(requests))
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(trust_env=False, timeout=timeout, limits=limits) as http:
+        async def client() -> None:
+            for n in counter:
+                start = time.perf_counter()
+                try:
+                    response = await http.post(url, content=bodies(n), headers={"content-type": "application/json"})
+                except httpx.HTTPError:
+                    failures["transport"] += 1
+                    continue
+                latencies.append(time.perf_counter() - start)
+                failures["bytes"] += len(response.content)
+                failures["status"] += response.status_code != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(connections)))
+        seconds = time.perf_counter() - started
+    ms = sorted(1000 * latency for latency in latencies) or [math.nan]
+
+    def pct(q: float) -> float:
+        return ms[min(len(ms) - 1, max(0, math.ceil(q * len(ms)) - 1))]
+
+    return LoadResult(len(latencies), seconds, failures["status"], failures["transport"], pct(0.5), pct(0.9),
+                      pct(0.99), ms[-1], sum(ms) / len(ms), failures["bytes"])
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ measured first in the same run: the ratio of the latency under load to it is wha
 carries across machines. `--repeat N` repeats the loaded phase and prints
 min / median / max over the runs.
 
-    .venv/bin/python -m bench.probe_under_cpu_load [--concurrency 5] [--repeat 3] [--json PATH]
+    .venv/bin/python -m bench.probe_under_cpu_load [--concurrency 5] [--documents 50] [--repeat 3] [--json PATH]
 """
 
 from __future__ import annotations
@@ -35,19 +35,19 @@ def probe(url: str, stop: threading.Event, latencies: list[float]) -> None:
             stop.wait(PROBE_INTERVAL)
 
 
-def heavy(url: str, results: list[tuple[int, float]]) -> None:
-    body = {"query": f"capital of France {uuid.uuid4().hex}", "documents": [DOCUMENT] * 50,
+def heavy(url: str, documents: int, results: list[tuple[int, float]]) -> None:
+    body = {"query": f"capital of France {uuid.uuid4().hex}", "documents": [DOCUMENT] * documents,
             "model": harness.ALIASES["pointwise"], "return_documents": False}
     started = time.perf_counter()
     response = httpx.post(f"{url}/v1/rerank", json=body, timeout=300, trust_env=False)
     results.append((response.status_code, time.perf_counter() - started))
 
 
-def phase(url: str, concurrency: int) -> tuple[list[float], list[tuple[int, float]]]:
+def phase(url: str, concurrency: int, documents: int) -> tuple[list[float], list[tuple[int, float]]]:
     stop, latencies, results = threading.Event(), [], []
     prober = threading.Thread(target=probe, args=(url, stop, latencies))
     prober.start()
-    workers = [threading.Thread(target=heavy, args=(url, results)) for _ in range(concurrency)]
+    workers = [threading.Thread(target=heavy, args=(url, documents, results)) for _ in range(concurrency)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -60,6 +60,7 @@ def phase(url: str, concurrency: int) -> tuple[list[float], list[tuple[int, floa
 def main() -> int:
     parser = cli.parser(__doc__)
     parser.add_argument("--concurrency", type=int, default=5, help="heavy requests at once (default 5)")
+    parser.add_argument("--documents", type=int, default=50, help="100,000-character documents each (default 50)")
     cli.add_repeat(parser)
     cli.add_json(parser, "probe_under_cpu_load")
     cli.add_keep_logs(parser)
@@ -74,7 +75,7 @@ def main() -> int:
         idle_p50 = report.percentile(idle, 0.5)
         runs = []
         for run in range(args.repeat):
-            latencies, results = phase(url, args.concurrency)
+            latencies, results = phase(url, args.concurrency, args.documents)
             statuses = sorted({status for status, _ in results})
             runs.append({"p50_ms": 1000 * report.percentile(latencies, 0.5),
                          "p99_ms": 1000 * report.percentile(latencies, 0.99), "max_ms": 1000 * max(latencies),

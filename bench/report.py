@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -58,6 +59,11 @@ def verdicts(checks: Iterable[tuple[str, bool]], indent: str = "") -> list[str]:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """`payload` as indented JSON; paths and other odd values become strings."""
+    """`payload` as indented JSON; dataclasses (spreads) become objects, paths and other odd values strings."""
+    def default(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        return str(value)
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str))
+    path.write_text(json.dumps(payload, indent=2, default=default))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -68,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A line per request: skip the record fields no format here shows (the caller's file and line,
+    # found by walking the stack; thread and process names). Python's logging docs' own advice.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # LiteLLM logs every call at INFO and price-map notes at WARNING; the
     # gateway reports upstream failures itself.
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)
@@ -135,7 +138,7 @@ def _serve(config: str | None, host: str | None, port: int | None, log_level: st
         return run(str(path) if path else None, host or server.host, port if port is not None else server.port,
                    log_level, workers)
     from gateway.app import build_gateway
-    from gateway.server import serve
+    from gateway.server import run
 
     gateway = build_gateway(path)
     generation = gateway.holder.current
@@ -168,7 +171,7 @@ def _serve(config: str | None, host: str | None, port: int | None, log_level: st
             "well as BM25 on TREC DL, no better (each answer's meta.warnings says so too); set OPENAI_API_KEY "
             "or OPENAI_BASE_URL, or configure a hosted model in config.toml, for real rankings",
             default.settings.litellm_model)
-    asyncio.run(serve(gateway, host, port, log_level))
+    run(gateway, host, port, log_level)
     return 0
 
 

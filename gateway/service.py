@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gateway.cache.base import DEFAULT_POLICY, CachePolicy, Deadline
-from gateway.cache.keys import cache_key
+from gateway.cache.keys import config_digest, request_key
 from gateway.cache.memory import ResultCache
 from gateway.cache.redis import RedisTier
 from gateway.cache.redis_store import store_for
@@ -156,6 +156,7 @@ class RerankService:
             settings.reliability.retry_budget_ratio
         self.retry_budget = previous.retry_budget if previous and same_budget else \
             RetryBudget(settings.reliability.retry_budget_ratio)
+        self._key_configs: dict[tuple[str, str], bytes] = {}
         self.store = store_for(settings.cache, previous.store if previous else None,
                                *((metrics.observe_redis, metrics.set_redis_breaker) if metrics else ()))
         cache = settings.cache
@@ -312,19 +313,9 @@ class RerankService:
             instruction=query.instruction,
             token_budget=query.token_budget,
         )
-        key = cache_key(
-            llm=model.settings.litellm_model,
-            api_base=model.settings.resolved_api_base(),
-            logprobs=model.settings.logprobs,
-            context_window=model.settings.context_window,
-            mode=mode,
-            strategy=strategy.cache_params(),
-            token_budget=query.token_budget,
-            query=query.query,
-            instruction=query.instruction,
-            documents=texts,
-            tenant=query.tenant if self.cache_scope == "key" else None,
-        )
+        key = request_key(self._key_config(model, mode, strategy, task), query=query.query, texts=texts,
+                          instruction=query.instruction, token_budget=query.token_budget,
+                          tenant=query.tenant if self.cache_scope == "key" else None)
         metered = meter is not None and meter.limits_tokens
         reservation: Reservation | None = None
 
@@ -381,10 +372,30 @@ class RerankService:
         limits = self.settings.limits
         for name, text, limit in (("query", query.query, limits.max_query_tokens),
                                   ("instruction", query.instruction, limits.max_instruction_tokens)):
-            tokens = count_text(self.encodings[alias], text) if text else 0
+            if not text or len(text.encode("utf-8")) <= limit:
+                continue  # every token is at least one byte: it fits without counting (every request runs this)
+            tokens = count_text(self.encodings[alias], text)
             if tokens > limit:
                 raise InvalidRequest(f"{name} is {tokens} tokens for model {alias!r}; the limit is {limit} "
                                      "(it is repeated in every LLM call)", code=f"{name}_too_long", param=name)
+
+    def _key_config(self, model: ModelRuntime, mode: str, strategy: Strategy, task: RankTask) -> bytes:
+        """The settings part of the cache key, hashed once per model and mode (a config is frozen)."""
+        digest = self._key_configs.get((model.alias, mode))
+        if digest is None:
+            digest = self._key_configs[(model.alias, mode)] = config_digest(
+                llm=model.settings.litellm_model,
+                api_base=model.settings.resolved_api_base(),
+                logprobs=model.settings.logprobs,
+                context_window=model.settings.context_window,
+                # What the prompts are built for: the weakest model of the fallback chain.
+                task_context_window=task.context_window,
+                task_logprobs=task.logprobs,
+                encoding=task.encoding.name,
+                mode=mode,
+                strategy=strategy.cache_params(),
+            )
+        return digest
 
     def _observe_attempt(self, alias: str, seconds: float, failure: str | None) -> None:
         assert self.metrics is not None

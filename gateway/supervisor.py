@@ -49,12 +49,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 def _worker(config: str | None, host: str, port: int, log_level: str, sockets: list[socket.socket]) -> None:
     """One worker process: a whole gateway on the supervisor's sockets."""
-    import asyncio
 
     from gateway.app import build_gateway
     from gateway.cli import configure_logging
     from gateway.config import ConfigError
-    from gateway.server import serve
+    from gateway.server import run
 
     configure_logging(log_level)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until serve() installs its handlers: Ctrl-C is the parent's
@@ -64,7 +63,7 @@ def _worker(config: str | None, host: str, port: int, log_level: str, sockets: l
         print(f"rerank-gateway: {exc}", file=sys.stderr)
         sys.exit(CONFIG_ERROR)
     gateway.reload_siblings = lambda: os.kill(os.getppid(), signal.SIGHUP)
-    asyncio.run(serve(gateway, host, port, log_level, sockets))
+    run(gateway, host, port, log_level, sockets)
 
 
 class Supervisor:

@@ -6,9 +6,10 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway.errors import GatewayError, clip, error_body
+from gateway.http.jsonio import JSONResponse
 
 logger = logging.getLogger("gateway")
 

@@ -8,7 +8,6 @@ served as its canonical path (never redirected: a `Location` would be built from
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -19,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import ShuttingDown
+from gateway.http.jsonio import encode
 from gateway.ops.metrics import Metrics
 
 access_log = logging.getLogger("gateway.access")
@@ -74,10 +74,10 @@ class RequestContextMiddleware:
             self.metrics.requests.labels(route, str(status), log.get("model", "-")).inc()
             self.metrics.request_latency.labels(route).observe(latency)
             if self.log_requests() and scope["path"] not in _QUIET:
-                access_log.info(json.dumps({
+                access_log.info(encode({
                     "request_id": request_id, "method": scope["method"], "route": route, "status": status,
                     "latency_ms": round(latency * 1000, 1), **log,
-                }, separators=(",", ":")))
+                }).decode())
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, responded
@@ -106,7 +106,7 @@ async def shutdown_answer(send: Send) -> None:
     """A JSON 503 for a request the shutdown cut short, closing the connection."""
     error = ShuttingDown("the server is shutting down; this request was cut at the end of its grace period; "
                          "retry it on another replica", retry_after=1)
-    body = json.dumps(error.to_body()).encode()
+    body = encode(error.to_body())
     await send({"type": "http.response.start", "status": error.status_code, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"), (b"retry-after", b"1")]})

@@ -11,7 +11,16 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SkipValidation,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from gateway.config import LimitsSettings, Mode
@@ -35,7 +44,8 @@ class RerankRequest(BaseModel):
     rank_fields: list[str] | None = Field(
         None, description="With object documents: the keys whose values are ranked, in order (Cohere)."
     )
-    documents: list[dict[str, Any]] = Field(description="Strings, or objects with a `text` field.")
+    # Checked by `_documents_have_text` alone: pydantic's own pass over a list of dicts would copy every one.
+    documents: SkipValidation[list[dict[str, Any]]] = Field(description="Strings, or objects with a `text` field.")
     model: str | None = Field(None, max_length=MAX_MODEL_CHARS)
     top_n: int | None = Field(None, strict=True, description="How many results; more than the documents = all.")
     return_documents: bool | None = Field(None, strict=True)
@@ -76,10 +86,17 @@ class RerankRequest(BaseModel):
         if not isinstance(value, list) or not value:
             raise PydanticCustomError("invalid_documents", "documents must be a non-empty list")
         rank_fields = info.data.get("rank_fields")
+        if not rank_fields and all(type(item) is str for item in value):
+            # The common case, strings, checked without a call per document.
+            if all(item and not item.isspace() for item in value):
+                return [{"text": item} for item in value]
         return [_document(i, item, rank_fields) for i, item in enumerate(value)]
 
     def model_post_init(self, context: Any) -> None:
-        self._texts = [_rank_text(doc, self.rank_fields) for doc in self.documents]
+        if self.rank_fields:
+            self._texts = [_rank_text(doc, self.rank_fields) for doc in self.documents]
+        else:
+            self._texts = [doc["text"] for doc in self.documents]
 
     @field_validator("top_n", "max_tokens_per_doc")
     @classmethod
@@ -190,10 +207,10 @@ def parse_rerank_request(data: Any, limits: LimitsSettings) -> RerankRequest:
     if request.instruction is not None and len(request.instruction) > limits.max_instruction_chars:
         raise InvalidRequest(f"instruction is longer than {limits.max_instruction_chars} characters",
                              code="instruction_too_long", param="instruction")
-    for index, text in enumerate(request.texts):
-        if len(text) > limits.max_document_chars:
-            raise InvalidRequest(f"documents[{index}] is longer than {limits.max_document_chars} characters",
-                                 code="document_too_long", param="documents")
+    if max(map(len, request.texts)) > limits.max_document_chars:
+        index = next(i for i, text in enumerate(request.texts) if len(text) > limits.max_document_chars)
+        raise InvalidRequest(f"documents[{index}] is longer than {limits.max_document_chars} characters",
+                             code="document_too_long", param="documents")
     return request
 
 
@@ -245,13 +262,15 @@ class RerankMeta(BaseModel):
 
 
 class RerankResponse(BaseModel):
-    """The union body: `results` for Cohere/Jina/vLLM, the same list as `data` for Voyage."""
+    """The union body: `results` for Cohere/Jina/vLLM, and the same list as `data` for Voyage's clients."""
 
     id: str
     object: Literal["rerank"] = "rerank"  # never "list": infinity_client rejects it
     model: str
     results: list[RerankResult]
-    data: list[RerankResult]
+    data: list[RerankResult] | None = Field(
+        None, description="The same list as `results`, sent to the clients that read it (Voyage's)."
+    )
     usage: Usage
     meta: RerankMeta
 
@@ -262,7 +281,7 @@ def search_units(documents: int) -> int:
 
 
 def union_body(answer: RerankAnswer, documents: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The union object (`RerankResponse`'s JSON), built directly rather than validated per request."""
+    """The union object (`RerankResponse`'s JSON, without `data`), built directly rather than validated."""
     if documents is None:
         results = [{"index": i, "relevance_score": s} for i, s in answer.results]
     else:
@@ -272,7 +291,6 @@ def union_body(answer: RerankAnswer, documents: list[dict[str, Any]] | None) -> 
         "object": "rerank",
         "model": answer.model,
         "results": results,
-        "data": results,
         "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
                   "total_tokens": answer.prompt_tokens + answer.completion_tokens},
         "meta": {

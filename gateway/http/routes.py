@@ -10,13 +10,14 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway.errors import InvalidRequest
 from gateway.http import dialects
 from gateway.http.access import authenticate
-from gateway.http.body import decode_json, read_body
+from gateway.http.body import read_body
 from gateway.http.caching import cache_policy
+from gateway.http.jsonio import JSONResponse, decode_body
 from gateway.http.openapi import build_openapi
 from gateway.http.protocol import parse_rerank_request
 from gateway.ops.state import Gateway
@@ -45,8 +46,8 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         raw = await read_body(request, settings.server.max_body_bytes, settings.server.body_read_timeout_seconds)
         gateway.gate.enter(settings.server.max_concurrent_requests)
         try:
-            body = decode_json(raw)
-            dialect = dialects.detect(route_dialect, body)
+            body = decode_body(raw)
+            dialect = dialects.detect(route_dialect, body, request.headers)
             rerank_request = parse_rerank_request(body, settings.limits)
             log["documents"] = len(rerank_request.documents)
             query = replace(rerank_request.to_query(header_timeout(request)),

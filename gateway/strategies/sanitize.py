@@ -21,37 +21,17 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import regex
 import tiktoken
 
 from gateway.strategies.tokens import MAX_CHARS_PER_TOKEN, truncate
 
-
-def _format_characters() -> str:
-    """Every invisible character: format characters (zero-width spaces and joiners, bidi controls,
-    tag characters), variation selectors, the combining grapheme joiner and the Hangul fillers."""
-    planes = (range(0x30000), range(0xE0000, 0xE1000))  # every Cf character lives here
-    chars = [chr(c) for r in planes for c in r if unicodedata.category(chr(c)) == "Cf"]
-    chars += [chr(c) for c in (*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), 0x034F, 0x115F, 0x1160,
-                               0x3164, 0xFFA0)]
-    return "".join(chars)
-
-
-def _character_class(chars: str) -> str:
-    """A regex class of `chars` as ranges: one range is a comparison, where a long list of single
-    characters made the sub a hundred times slower."""
-    points = sorted(set(map(ord, chars)))
-    ranges: list[list[int]] = []
-    for point in points:
-        if ranges and point == ranges[-1][1] + 1:
-            ranges[-1][1] = point
-        else:
-            ranges.append([point, point])
-    return "[" + "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
-                         for a, b in ranges) + "]"
-
-
-INVISIBLE = _format_characters()
-_INVISIBLE = re.compile(_character_class(INVISIBLE))
+# Every invisible character: format characters (Cf: zero-width spaces and joiners, bidi controls,
+# tag characters) and the rest of Unicode's default-ignorables (variation selectors, the combining
+# grapheme joiner, the Hangul fillers). The `regex` module (tiktoken's own dependency) knows both
+# properties, on a newer Unicode than unicodedata, and tests one with a table lookup where a class
+# of ranges was a comparison per range.
+_INVISIBLE = regex.compile(r"[\p{Cf}\p{Default_Ignorable_Code_Point}]+")
 
 # Brackets a model (or the parser) may read as an identifier's: after NFKC has folded the
 # full-width ones, these are the look-alikes that stay distinct characters.
@@ -88,21 +68,32 @@ _ANGLE_TOKEN = re.compile(
     re.IGNORECASE,
 )
 _SPECIAL_TOKENS = (_PIPE_TOKEN, _BRACKET_TOKEN, _SYS_TOKEN, _ANGLE_TOKEN)
-_WHITESPACE = re.compile(r"\s+")
+# Every special token, delimiter and identifier starts with one of these once the text is folded:
+# a text with none of them (most passages) is past the patterns after one scan.
+_MAY_MATCH = re.compile(f"[{re.escape(OPEN_BRACKETS + _ANGLE_OPEN)}&]")
 
 
 def fold(text: str) -> str:
     """What a character means, for the sanitizer and the answer parsers alike: NFKC (full-width and
     circled digits and brackets, ligatures) with invisible characters removed."""
+    if text.isascii():  # NFKC keeps ASCII as it is, and every invisible character is beyond it
+        return text
     return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
 
 def neutralize(text: str) -> str:
     """Return `text` folded, with special tokens, delimiters and identifiers defused.
 
-    The cost is linear in `text`: cut it to what the prompt can hold first (`safe_text`).
+    The cost is linear in `text`: cut it to what the prompt can hold first (`safe_text`). This runs
+    on every passage of every miss, so each step is skipped where it cannot match.
     """
     text = fold(text)
+    if ("<" in text or "[" in text or "&" in text) if text.isascii() else _MAY_MATCH.search(text):
+        text = _defuse(text)
+    return " ".join(text.split())  # whitespace runs to one space, trimmed (str.split's whitespace is re's \s)
+
+
+def _defuse(text: str) -> str:
     for _ in range(8):  # defusing "<|<|im_end|>|>" leaves "<|(im_end)|>": repeat until nothing matches
         before = text
         for pattern in _SPECIAL_TOKENS:
@@ -110,8 +101,7 @@ def neutralize(text: str) -> str:
         text = _DELIMITER.sub("(passage)", text)
         if text == before:
             break
-    text = IDENTIFIER.sub(r"(\1)", text)
-    return _WHITESPACE.sub(" ", text).strip()
+    return IDENTIFIER.sub(r"(\1)", text)
 
 
 def safe_text(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:

@@ -54,6 +54,8 @@ def truncate(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:
     """Cut `text` to at most `max_tokens` tokens, on a token boundary."""
     # Encoding is linear in the text: a long document is sliced first instead of encoded whole.
     text = text[: max(max_tokens, 0) * MAX_CHARS_PER_TOKEN]
+    if len(text) <= max_tokens and len(text.encode("utf-8", "surrogatepass")) <= max_tokens:
+        return text  # every token is at least one byte: this one fits without encoding it
     tokens = enc.encode(text, disallowed_special=())
     if len(tokens) <= max_tokens:
         return text

@@ -118,7 +118,10 @@ class RequestChat:
             upstream.breaker.release_probe()
             raise UpstreamTimeout("the request's deadline passed")
         try:
-            await asyncio.wait_for(upstream.slots.acquire(), remaining)
+            if upstream.slots.locked():  # wait_for costs a task per call: only when there is a wait
+                await asyncio.wait_for(upstream.slots.acquire(), remaining)
+            else:
+                await upstream.slots.acquire()
         except TimeoutError:
             upstream.breaker.release_probe()
             raise UpstreamTimeout(f"no free slot for model {upstream.alias!r} before the deadline") from None

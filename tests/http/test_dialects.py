@@ -23,10 +23,37 @@ def test_every_client_path_serves_the_union_body(client: httpx.Client, path: str
     assert response.status_code == 200, response.text
     body = response.json()
     RerankResponse.model_validate(body)
-    assert body["object"] == "rerank" and body["data"] == body["results"] and len(body["results"]) == 2
+    assert body["object"] == "rerank" and len(body["results"]) == 2
+    assert "data" not in body  # only Voyage's clients read it (below)
     assert body["meta"]["billed_units"] == {"search_units": 1}
     assert body["meta"]["tokens"]["input_tokens"] == body["usage"]["prompt_tokens"]
     assert body["meta"]["api_version"] == {"version": "2"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "headers"),
+    [
+        ({"top_k": 2, "truncation": True}, {}),  # the voyageai SDK (and LanceDB's, LangChain's Voyage rerankers)
+        ({"top_k": None, "truncation": True}, {}),
+        ({"model": "rerank-2"}, {}),  # a hand-written client of Voyage's API
+        ({"model": "rerank-2.5-lite"}, {}),
+        ({"model": "rerank-lite-1"}, {}),
+        ({"return_documents": True}, {"user-agent": "litellm/1.106.2"}),  # LiteLLM's voyage/ provider
+        ({}, {"x-fern-sdk-name": "voyageai"}),
+    ],
+)
+def test_voyage_clients_get_data_as_well(client: httpx.Client, extra: dict, headers: dict) -> None:
+    body = client.post("/v1/rerank", json={"query": q(), "documents": DOCS, **extra}, headers=headers).json()
+    assert body["data"] == body["results"] and len(body["results"]) == (2 if extra.get("top_k") else len(DOCS))
+    # Voyage's API returns no documents unless asked; its SDK takes the texts from its own list.
+    assert all(("document" in r) == bool(extra.get("return_documents")) for r in body["results"])
+
+
+@pytest.mark.parametrize("model", ["rerank-v3.5", "rerank-english-v3.0", "jina-reranker-v2-base-multilingual"])
+def test_other_clients_get_no_data(client: httpx.Client, model: str) -> None:
+    body = client.post("/v1/rerank", json={"query": q(), "documents": DOCS, "model": model, "top_n": 2},
+                       headers={"user-agent": "cohere/5.21.1"}).json()
+    assert "data" not in body and all("document" in r for r in body["results"])
 
 
 def test_tei_bodies_get_a_bare_array(client: httpx.Client) -> None:

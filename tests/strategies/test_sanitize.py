@@ -7,10 +7,12 @@ import sys
 import unicodedata
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.strategies.sanitize import IDENTIFIER, INVISIBLE, fold, neutralize, safe_text
+from gateway.strategies import sanitize
+from gateway.strategies.sanitize import IDENTIFIER, fold, neutralize, safe_text
 from gateway.strategies.tokens import MAX_CHARS_PER_TOKEN, truncate
 from tests.support.scripted import ENC
 
@@ -105,13 +107,14 @@ def test_nothing_the_parser_folds_into_an_identifier_or_token_survives(text: str
 # --- cost: cut first, then sanitize -----------------------------------------------------------------
 
 def test_invisible_characters_cover_every_format_character() -> None:
-    every = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
-    assert every <= set(INVISIBLE)
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+    formats = {c for c in every if unicodedata.category(c) == "Cf"} | set(regex.findall(r"\p{Cf}", every))
+    ignorables = {chr(c) for c in (*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), 0x034F, 0x115F, 0x1160,
+                                   0x3164, 0xFFA0)}  # variation selectors, grapheme joiner, Hangul fillers
+    assert fold("a" + "".join(sorted(formats | ignorables)) + "b") == "ab"
 
 
 def test_safe_text_works_on_a_bounded_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.strategies import sanitize
-
     seen: list[int] = []
     real = sanitize.neutralize
     monkeypatch.setattr(sanitize, "neutralize", lambda text: seen.append(len(text)) or real(text))
@@ -125,3 +128,29 @@ def test_safe_text_works_on_a_bounded_prefix(monkeypatch: pytest.MonkeyPatch) ->
                                   "ｆｕｌｌ－ｗｉｄｔｈ ③ text " * 100])
 def test_cutting_first_changes_nothing_the_prompt_would_have_held(text: str) -> None:
     assert safe_text(ENC, text, 40) == truncate(ENC, neutralize(text), 40)
+
+
+# --- the shortcuts change nothing -------------------------------------------------------------------
+
+def _reference(text: str) -> str:
+    """The plain definition neutralize's shortcuts must agree with: every step on every text."""
+    text = sanitize._INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    for _ in range(8):
+        before = text
+        for pattern in sanitize._SPECIAL_TOKENS:
+            text = pattern.sub(r"(\1)", text)
+        text = sanitize._DELIMITER.sub("(passage)", text)
+        if text == before:
+            break
+    text = IDENTIFIER.sub(r"(\1)", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+_TRICKY = ("ab [1]<>/passage|&lt;gt;INST\t\n\u00a0\u2003\u3000\u200b\u200d\u2060\u202e\ufeff［】〔⟦〚〈‹③٣７"
+           "\u00e9\U0001f600")
+
+
+@given(st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(exclude_categories=("Cs",)), max_size=60))
+@settings(max_examples=500, deadline=None)
+def test_shortcuts_agree_with_the_plain_definition(text: str) -> None:
+    assert neutralize(text) == _reference(text)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.strategies.tokens import count_messages, count_text, encoding_name_for, get_encoding, truncate
 
@@ -43,3 +45,14 @@ def test_truncate_never_leaves_a_broken_character() -> None:
 
 def test_special_token_text_is_counted_as_plain_text() -> None:
     assert count_text(get_encoding("cl100k_base"), "<|endoftext|>") > 1
+
+
+@given(st.text(max_size=80), st.integers(min_value=1, max_value=40))
+@settings(max_examples=300, deadline=None)
+def test_truncation_keeps_what_fits_and_cuts_to_the_budget(text: str, budget: int) -> None:
+    enc = get_encoding("cl100k_base")
+    cut = truncate(enc, text, budget)
+    if count_text(enc, text) <= budget:
+        assert cut == text  # whether or not the short-text shortcut decided it
+    else:
+        assert count_text(enc, cut) <= budget
