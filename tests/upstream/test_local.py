@@ -209,8 +209,10 @@ async def test_litellm_chat_client_reads_the_local_reply() -> None:
 STORY = [{"role": "user", "content": "Tell a long story about a flea and a dog who travel the world."}]
 
 
-async def until(condition: Any) -> None:
+async def until(condition: Any, seconds: float = 120) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
     while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the local model's queue never reached the state"
         await asyncio.sleep(0.01)
 
 
@@ -238,8 +240,9 @@ async def test_queued_calls_of_a_request_that_is_gone_are_dropped_without_runnin
     handler = local_llm.register()
     before = local_llm.queue_stats().as_dict()
     calls = [asyncio.ensure_future(call(messages=STORY, max_tokens=200, logprobs=False)) for _ in range(4)]
-    await until(lambda: handler.stats.running == 1)
-    assert handler.stats.queued == 3  # the /ready body and the metrics read these
+    # LiteLLM prepares each call on a thread before it reaches the queue: wait for all four,
+    # or a call cancelled while LiteLLM still holds it never reaches the model (nor the counts).
+    await until(lambda: handler.stats.running == 1 and handler.stats.queued == 3)  # /ready and metrics read these
     for task in calls:
         task.cancel()
     await asyncio.gather(*calls, return_exceptions=True)
