@@ -98,7 +98,9 @@ class Simulator:
         ttft = speed.draw_ttft(self._latency_stream(knobs.seed))
         failed = self._latency_stream(knobs.seed).random() < knobs.errors
         wait = speed.duration(ttft, prompt_tokens, 0 if failed else len(pieces))
-        await asyncio.sleep(max(0.0, arrived + wait - time.monotonic()))
+        # uvloop's timers have millisecond resolution and may wake a little early: sleep out the rest.
+        while (left := arrived + wait - time.monotonic()) > 0:
+            await asyncio.sleep(left)
 
         if failed:
             response = error(500, "simulated upstream failure (knob errors)", "server_error")
