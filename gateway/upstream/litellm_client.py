@@ -10,6 +10,7 @@ import asyncio
 import re
 from typing import Any
 
+import aiohttp
 import httpx
 import litellm
 
@@ -83,7 +84,7 @@ class LiteLLMChatClient:
             kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
         try:
             async with asyncio.timeout(timeout):
-                response = await litellm.acompletion(**kwargs)
+                response = await _send(kwargs)
         except (TimeoutError, litellm.Timeout) as exc:
             raise UpstreamTimeout(
                 f"upstream model {self.settings.litellm_model} timed out after {timeout:g}s"
@@ -195,6 +196,34 @@ def _retryable(exc: Exception, status: object) -> bool:
     if isinstance(exc, _RETRYABLE):
         return True
     return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+async def _send(kwargs: dict[str, Any]) -> Any:
+    """One LiteLLM call, sent again at once if a pooled connection was closed before it was written.
+
+    An upstream closes idle keep-alive connections on its own schedule; a request that
+    picks one up just as it closes fails before a byte reaches the upstream. Sending it
+    again is no retry: the upstream never saw it, so it costs no attempt, budget or
+    breaker verdict. Only once, so a connection that always fails is still a failure.
+    """
+    try:
+        return await litellm.acompletion(**kwargs)
+    except Exception as exc:
+        if not _never_sent(exc):
+            raise
+    return await litellm.acompletion(**kwargs)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether `exc` (through its causes) is a write to a connection that was already closing."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, aiohttp.ClientConnectionResetError):  # raised by the write, before any byte left
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def connection_failure(exc: BaseException) -> BaseException | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import aiohttp
+import litellm
 import pytest
 
 from gateway.config import ModelSettings
@@ -51,6 +53,45 @@ async def test_a_failure_is_one_attempt_no_hidden_sdk_retries(upstream: FakeUpst
     with pytest.raises(UpstreamError, match=r"HTTP 500\): upstream exploded"):
         await client(upstream, "fail500", monkeypatch).complete(ChatRequest(POINTWISE, max_tokens=1))
     assert upstream.calls["fail500"] - before == 1
+
+
+def closed_pool_connection(times: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The first `times` sends fail as a pooled connection closing under the write does (wrapped
+    as LiteLLM wraps it); later ones go to the upstream over real HTTP. The race itself cannot
+    be produced on demand, so only its error is injected."""
+    real, failed = litellm.acompletion, [0]
+
+    async def acompletion(**kwargs: object) -> object:
+        if failed[0] < times:
+            failed[0] += 1
+            try:
+                raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+            except aiohttp.ClientConnectionResetError as exc:
+                raise litellm.InternalServerError("Connection error.", "openai", str(kwargs["model"])) from exc
+        return await real(**kwargs)
+
+    monkeypatch.setattr(litellm, "acompletion", acompletion)
+    return failed
+
+
+@pytest.mark.anyio
+async def test_a_request_a_closing_pooled_connection_never_sent_is_sent_again_once(
+    upstream: FakeUpstream, monkeypatch
+) -> None:
+    chat = client(upstream, "judge", monkeypatch)
+    before = upstream.calls["judge"]
+    closed_pool_connection(1, monkeypatch)
+    reply = await chat.complete(ChatRequest(POINTWISE, max_tokens=1))  # no attempt or retry spent on it
+    assert reply.text and upstream.calls["judge"] - before == 1
+
+
+@pytest.mark.anyio
+async def test_a_connection_that_keeps_closing_is_still_a_failure(upstream: FakeUpstream, monkeypatch) -> None:
+    chat = client(upstream, "judge", monkeypatch)
+    failed = closed_pool_connection(5, monkeypatch)
+    with pytest.raises(UpstreamError) as raised:
+        await chat.complete(ChatRequest(POINTWISE, max_tokens=1))
+    assert failed[0] == 2 and raised.value.code == "upstream_unreachable" and raised.value.retryable
 
 
 @pytest.mark.anyio
