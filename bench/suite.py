@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, list[str]] = {
                           "--reloads", "4", "--no-watch", "--max-seconds", "60"],
     "local_quality": ["--queries", "1", "--modes", "pointwise", "--depth", "3", "--alphas", "0.5"],
     "simulated_latency": ["--repeat", "1", "--scale", "0.001", "--fan-out", "10"],
+    "probe_under_cpu_load": ["--concurrency", "1", "--documents", "5"],
 }
 
 

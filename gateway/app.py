@@ -88,6 +88,9 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # The middleware serves "/v1/rerank/" as "/v1/rerank"; Starlette's redirect would build its
+    # Location from the client's Host header.
+    app.router.redirect_slashes = False
     app.add_middleware(
         RequestContextMiddleware, metrics=gateway.metrics, known_paths={route.path for route in table},
         config_version=lambda: holder.current.version,

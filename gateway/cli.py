@@ -74,6 +74,8 @@ def configure_logging(level: str) -> None:
     # LiteLLM logs every call at INFO and price-map notes at WARNING; the
     # gateway reports upstream failures itself.
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    # watchfiles logs every batch of changes it sees at INFO; the reload log says what mattered.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
 def _check(path: Path) -> int:
@@ -143,6 +145,8 @@ def _serve(config: str | None, host: str | None, port: int | None, log_level: st
     settings, service = generation.settings, generation.service
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
+    if settings.server.admin_port and port == settings.server.admin_port:
+        raise ConfigError(f"--port {port} is also server.admin_port: the admin endpoints need a port of their own")
     default = service.models[service.default_alias]
     passed_over = [
         f"{alias} cannot be called: {service.models[alias].chat.unavailable_reason()}"

@@ -24,19 +24,38 @@ Mode = Literal["listwise", "first", "sliding", "sliding-first", "tdpart", "tdpar
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are valid TOML floats; no setting means anything with them (an infinite grace
+    # period never ends, an infinite price makes every request fail).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Upper bounds keep every numeric key finite and sane: a value past them is a typo or an
+# attack on the config (a window of a million passages is seconds of CPU per request).
+HOUR, DAY = 3600.0, 86400.0
 
 
 class ServerSettings(_Section):
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8080, ge=0, le=65535)
     admin_port: int = Field(0, ge=0, le=65535)  # 0: admin endpoints on the main port
-    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0)
-    max_concurrent_requests: int = Field(64, ge=1)  # beyond this: 503 + Retry-After, never a queue
-    graceful_shutdown_seconds: float = Field(25.0, ge=0)  # for in-flight requests after SIGTERM
-    drain_seconds: float = Field(0.0, ge=0)  # /ready answers 503 this long before the listener closes
+    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, le=1024**3)
+    max_concurrent_requests: int = Field(64, ge=1, le=100_000)  # beyond this: 503 + Retry-After, never a queue
+    graceful_shutdown_seconds: float = Field(25.0, ge=0, le=HOUR)  # for in-flight requests after SIGTERM
+    drain_seconds: float = Field(0.0, ge=0, le=HOUR)  # /ready answers 503 this long before the listener closes
+    # Slow clients cost a connection, never a request slot, and not for long.
+    header_read_timeout_seconds: float = Field(10.0, gt=0, le=300)  # from connect (or the last answer) to headers
+    body_read_timeout_seconds: float = Field(30.0, gt=0, le=HOUR)  # to read a whole request body; then 408
+    keep_alive_seconds: float = Field(5.0, gt=0, le=HOUR)  # an idle keep-alive connection is closed after this
     watch_config: bool = False  # reload when the config file changes
     log_requests: bool = True  # one JSON line per request
+    log_upstream_messages: bool = False  # upstream error texts in the log; they may quote prompts (user text)
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> ServerSettings:
+        if self.admin_port and self.admin_port == self.port:
+            raise ValueError(f"admin_port {self.admin_port} is the same as port: give the admin endpoints "
+                             "their own port, or 0 to serve them on the main one")
+        return self
 
 
 # Settings that only a restart can change; a reload reports them instead of half-applying them.
@@ -46,8 +65,8 @@ RESTART_REQUIRED = ("server.host", "server.port", "server.admin_port")
 class ApiKey(_Section):
     name: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")  # `rerank-gateway hash-key` prints it
-    requests_per_minute: int = Field(0, ge=0)  # 0: unlimited
-    tokens_per_minute: int = Field(0, ge=0)
+    requests_per_minute: int = Field(0, ge=0, le=10**9)  # 0: unlimited
+    tokens_per_minute: int = Field(0, ge=0, le=10**12)
 
 
 class AuthSettings(_Section):
@@ -55,11 +74,27 @@ class AuthSettings(_Section):
     keys: list[ApiKey] = Field(default_factory=list)
     admin_keys: list[ApiKey] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _names_unique(self) -> AuthSettings:
+        # Rate buckets and log lines go by name: two keys with one name would share them.
+        for table, keys in (("keys", self.keys), ("admin_keys", self.admin_keys)):
+            names = [key.name for key in keys]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"{table}: names must be unique, repeated: {', '.join(repeated)}")
+        return self
+
 
 class LimitsSettings(_Section):
-    max_documents: int = Field(100, gt=0)
-    max_document_chars: int = Field(100_000, gt=0)
-    max_query_chars: int = Field(10_000, gt=0)
+    max_documents: int = Field(100, gt=0, le=10_000)
+    max_document_chars: int = Field(100_000, gt=0, le=10_000_000)
+    # The query and the instruction are repeated in every LLM call of a request, so each has a
+    # length limit (checked on arrival) and a token limit (checked with the model's tokenizer,
+    # before any call): what one call pays for them is bounded whatever the text is made of.
+    max_query_chars: int = Field(10_000, gt=0, le=1_000_000)
+    max_query_tokens: int = Field(4096, gt=0, le=1_000_000)
+    max_instruction_chars: int = Field(4_000, gt=0, le=1_000_000)
+    max_instruction_tokens: int = Field(1024, gt=0, le=1_000_000)
     # Past this share of failed LLM calls a request fails (502/504) instead of
     # returning a ranking that is mostly fallback order.
     max_failed_call_ratio: float = Field(0.5, ge=0, le=1)
@@ -69,16 +104,25 @@ class ReliabilitySettings(_Section):
     """How the gateway treats failing upstreams (one retry loop: the SDK's are off)."""
 
     max_attempts: int = Field(3, ge=1, le=10)  # per LLM call and upstream, the first included
-    backoff_base_seconds: float = Field(0.25, ge=0)  # full jitter: uniform(0, min(max, base * 2**retry))
-    backoff_max_seconds: float = Field(4.0, ge=0)
+    backoff_base_seconds: float = Field(0.25, ge=0, le=60)  # full jitter: uniform(0, min(max, base * 2**retry))
+    backoff_max_seconds: float = Field(4.0, ge=0, le=300)
     retry_budget_ratio: float = Field(0.1, ge=0, le=1)  # retries may add at most this share of calls
-    request_timeout_seconds: float = Field(30.0, gt=0)  # a whole rerank request's deadline
-    max_request_timeout_seconds: float = Field(120.0, gt=0)  # cap for a client's own `timeout`
-    breaker_failure_threshold: int = Field(5, ge=1)  # consecutive failures that open an upstream's circuit
-    breaker_cooldown_seconds: float = Field(5.0, gt=0)  # open time before one probe call is let through
-    breaker_max_cooldown_seconds: float = Field(60.0, gt=0)  # cooldown doubles per failed probe up to this
+    request_timeout_seconds: float = Field(30.0, gt=0, le=HOUR)  # a whole rerank request's deadline
+    max_request_timeout_seconds: float = Field(120.0, gt=0, le=HOUR)  # cap for a client's own `timeout`
+    breaker_failure_threshold: int = Field(5, ge=1, le=1_000_000)  # consecutive failures that open a circuit
+    breaker_cooldown_seconds: float = Field(5.0, gt=0, le=HOUR)  # open time before one probe call is let through
+    breaker_max_cooldown_seconds: float = Field(60.0, gt=0, le=DAY)  # cooldown doubles per failed probe up to this
     # At the deadline: "partial" answers with what finished (meta.partial, x-rerank-partial), "error" a 504.
     on_deadline: Literal["partial", "error"] = "partial"
+
+    @model_validator(mode="after")
+    def _maxima_cover_their_bases(self) -> ReliabilitySettings:
+        for base, top in (("backoff_base_seconds", "backoff_max_seconds"),
+                          ("request_timeout_seconds", "max_request_timeout_seconds"),
+                          ("breaker_cooldown_seconds", "breaker_max_cooldown_seconds")):
+            if getattr(self, top) < getattr(self, base):
+                raise ValueError(f"{top} ({getattr(self, top):g}) must be at least {base} ({getattr(self, base):g})")
+        return self
 
 
 # When set, selects the Redis backend with this URL, whatever [cache] says (containers need no config edit).
@@ -87,8 +131,8 @@ REDIS_URL_ENV = "RERANK_GATEWAY_REDIS_URL"
 
 class CacheSettings(_Section):
     enabled: bool = True
-    ttl_seconds: float = Field(3600, gt=0)
-    max_entries: int = Field(10_000, gt=0)
+    ttl_seconds: float = Field(3600, gt=0, le=365 * DAY)
+    max_entries: int = Field(10_000, gt=0, le=10_000_000)
     # Who may be answered from a ranking another caller paid for: everyone ("global") or only the same API
     # key ("key"). Unset: "key" when auth is on, so one tenant cannot learn from x-cache what another asked.
     scope: Literal["global", "key"] | None = None
@@ -96,11 +140,13 @@ class CacheSettings(_Section):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = ""  # redis://[:password@]host:port/db; a password belongs in RERANK_GATEWAY_REDIS_URL
     key_prefix: str = Field("rrgw", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # keys: <prefix>:v1:<sha256>
-    memory_ttl_seconds: float = Field(60, gt=0)  # with redis: how long a replica keeps a value in its own memory
+    # with redis: how long a replica keeps a value in its own memory
+    memory_ttl_seconds: float = Field(60, gt=0, le=365 * DAY)
     redis_timeout_ms: float = Field(50, gt=0, le=5000)  # connect and each command; no retries
-    redis_max_connections: int = Field(64, ge=1)
-    redis_breaker_failures: int = Field(3, ge=1)  # consecutive Redis failures before it is skipped
-    redis_breaker_cooldown_seconds: float = Field(1.0, gt=0)  # then one probe; doubles per failed probe (max 30 s)
+    redis_max_connections: int = Field(64, ge=1, le=100_000)
+    redis_breaker_failures: int = Field(3, ge=1, le=1_000_000)  # consecutive Redis failures before it is skipped
+    # then one probe; doubles per failed probe (max 30 s)
+    redis_breaker_cooldown_seconds: float = Field(1.0, gt=0, le=HOUR)
     # While Redis is unreachable each replica enforces this share of every key's limits on its own.
     local_limit_share: float = Field(1.0, gt=0, le=1)
 
@@ -119,12 +165,12 @@ class ListwiseSettings(_Section):
     """Every listwise strategy: sliding, sliding-first, tdpart, tdpart-first."""
 
     window: int = Field(20, ge=2, le=100)  # passages per LLM call
-    step: int = Field(10, ge=1)  # sliding: how far the window moves, back to front
+    step: int = Field(10, ge=1, le=99)  # sliding: how far the window moves, back to front
     # tdpart: the rank, in the first window, of the pivot the rest is compared with (at most window - 1)
-    pivot: int = Field(10, ge=1)
+    pivot: int = Field(10, ge=1, le=99)
     # tdpart: at most this many candidates are ordered in the last call (at least window)
     final_window: int = Field(40, ge=2, le=100)
-    max_passage_tokens: int = Field(300, gt=0)
+    max_passage_tokens: int = Field(300, gt=0, le=100_000)
     prompt: str = "listwise"  # single-message (RankZephyr); "rankgpt": RankGPT's multi-turn conversation
     consistency: int = Field(1, ge=1, le=10)  # m > 1: m shuffled passes per window, aggregated by Borda
     calibrate_top: int = Field(20, ge=0, le=100)  # grade the top k pointwise for calibrated scores; 0: rank scores
@@ -142,9 +188,9 @@ class PointwiseSettings(_Section):
     max_label: int = Field(3, ge=1, le=9)
     # Calls in flight per request: wide enough for 100 documents in one round; the
     # upstream's max_concurrency bounds it across requests.
-    concurrency: int = Field(100, ge=1)
+    concurrency: int = Field(100, ge=1, le=1024)
     top_logprobs: int = Field(10, ge=1, le=20)
-    max_passage_tokens: int = Field(512, gt=0)
+    max_passage_tokens: int = Field(512, gt=0, le=100_000)
     prompt: str = "pointwise"
 
 
@@ -152,7 +198,7 @@ class BatchedSettings(_Section):
     """Batched pointwise: several passages per call, one `[id] label` line each ([pointwise] labels)."""
 
     batch_size: int = Field(5, ge=1, le=50)
-    max_passage_tokens: int = Field(300, gt=0)
+    max_passage_tokens: int = Field(300, gt=0, le=100_000)
     prompt: str = "batched"
     consistency: int = Field(1, ge=1, le=10)  # m > 1: m passes with shuffled batches, scores averaged
 
@@ -160,35 +206,36 @@ class BatchedSettings(_Section):
 class ModelSettings(_Section):
     """One model alias: which LLM answers and how to reach it."""
 
-    litellm_model: str
+    litellm_model: str = Field(min_length=1)
     api_base: str | None = None
     api_base_env: str | None = None
     api_key_env: str | None = None
     mode: Mode = "listwise"
     logprobs: bool = False
-    input_cost_per_million: float = Field(0.0, ge=0)
-    output_cost_per_million: float = Field(0.0, ge=0)
-    timeout_seconds: float = Field(60.0, gt=0)
-    context_window: int = Field(8192, gt=256)
+    input_cost_per_million: float = Field(0.0, ge=0, le=1_000_000)
+    output_cost_per_million: float = Field(0.0, ge=0, le=1_000_000)
+    timeout_seconds: float = Field(60.0, gt=0, le=HOUR)
+    context_window: int = Field(8192, gt=256, le=100_000_000)
     encoding: str | None = None  # tiktoken encoding; guessed from the model name when unset
     fallbacks: list[str] = Field(default_factory=list)  # aliases tried in order when this one fails
-    max_concurrency: int = Field(64, ge=1)  # concurrent calls to this upstream, across requests
+    max_concurrency: int = Field(64, ge=1, le=100_000)  # concurrent calls to this upstream, across requests
     # A call unanswered this long after it should have finished gets a duplicate (up to max_hedges);
-    # 0: no hedging. "Should have finished": max_tokens / output_tokens_per_second, when that is set.
-    hedge_after_seconds: float = Field(0.0, ge=0)
+    # 0: no hedging. "Should have finished": its usual answer length / output_tokens_per_second, when set.
+    hedge_after_seconds: float = Field(0.0, ge=0, le=HOUR)
     max_hedges: int = Field(1, ge=0, le=3)
-    output_tokens_per_second: float = Field(0.0, ge=0)  # the model's decode speed, an estimate; 0: unknown
+    # The model's decode speed, an estimate; 0: unknown
+    output_tokens_per_second: float = Field(0.0, ge=0, le=1_000_000)
     # Blend of the LLM's score with the caller's input order: weight * llm + (1 - weight) * prior.
     fusion_weight: float = Field(1.0, ge=0, le=1)
     # An alias that answers the whole request (with its own mode, prompts and limits) when this one
     # cannot be reached: no connection, timeouts, 5xx, circuit open. Reported in meta.fallbacks.
     request_fallback: str | None = None
     # Rank only the first N documents; the rest follow in the caller's order (meta.ranked_documents).
-    max_ranked_documents: int | None = Field(None, ge=1)
+    max_ranked_documents: int | None = Field(None, ge=1, le=10_000)
     # The deadline of requests this alias answers, unless the client sends its own `timeout`
     # (None: reliability.request_timeout_seconds); capped by reliability.max_request_timeout_seconds.
-    request_timeout_seconds: float | None = Field(None, gt=0)
-    n_threads: int | None = Field(None, ge=1)  # embedded models only: llama.cpp threads (None: its default)
+    request_timeout_seconds: float | None = Field(None, gt=0, le=HOUR)
+    n_threads: int | None = Field(None, ge=1, le=1024)  # embedded models only: llama.cpp threads (None: its default)
 
     @property
     def embedded(self) -> bool:

@@ -29,15 +29,16 @@ from gateway.errors import (
     ModelUnavailable,
     UpstreamError,
     UpstreamUnavailable,
+    echo,
 )
 from gateway.ops.metrics import Metrics
 from gateway.ops.ratelimit import KeyMeter, Reservation, SharedBuckets
 from gateway.strategies import wire
-from gateway.strategies.base import Ranking, RankTask, Strategy, TokenUsage
+from gateway.strategies.base import Ranking, RankTask, Strategy, TokenUsage, off_loop
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
 from gateway.strategies.registry import build_strategies, resolve
 from gateway.strategies.scoring import fuse, kendall_tau
-from gateway.strategies.tokens import encoding_name_for, get_encoding
+from gateway.strategies.tokens import count_text, encoding_name_for, get_encoding
 from gateway.upstream.chain import RequestChat
 from gateway.upstream.resilience import RetryBudget
 from gateway.upstream.runtime import ModelRuntime, Upstreams, build_models
@@ -246,7 +247,7 @@ class RerankService:
         runtime = self.models.get(alias) if alias else None
         if runtime is None:
             raise ModelNotFound(
-                f"model {name!r} not found; configured models: {', '.join(self.models)}", param="model"
+                f"model {echo(name)} not found; configured models: {', '.join(self.models)}", param="model"
             )
         return runtime
 
@@ -308,6 +309,7 @@ class RerankService:
     async def _rank(self, model: ModelRuntime, query: RerankQuery, deadline: float, budget: float,
                     meter: KeyMeter | None, instead_of: tuple[str, str] | None = None) -> RerankAnswer:
         mode = query.mode or model.settings.mode
+        self._check_repeated_text(query, model.alias)
         policy = self.settings.reliability
         chain = self.upstreams.chain(model.alias)
         # A model with a document budget ranks the first N; the rest keep the caller's order.
@@ -337,7 +339,8 @@ class RerankService:
         async def reserve() -> None:
             nonlocal reservation
             assert meter is not None
-            reservation = await meter.reserve_tokens(strategy.estimate_tokens(task))
+            # Estimating builds the prompts: as for ranking, large requests do it off the event loop.
+            reservation = await meter.reserve_tokens(await off_loop(task.texts, lambda: strategy.estimate_tokens(task)))
 
         async def compute(shared: Deadline) -> tuple[RankingResult, bool]:
             # The first computation to run claims this request's reservation; its calls settle it.
@@ -358,8 +361,10 @@ class RerankService:
             fallbacks = sorted(set(chat.answered_by) - {model.alias})
             result = RankingResult(ranking, strategy.prompt_version, chat.attempts, chat.retries, fallbacks,
                                    chat.hedges)
-            # A ranking with failed calls, cut calls or a stand-in model's answers is never cached.
-            return result, not ranking.stats.failed_calls and not result.partial and not fallbacks
+            # A ranking with failed calls, unusable answers, cut calls or a stand-in model's answers is
+            # never cached.
+            stats = ranking.stats
+            return result, not (stats.failed_calls or stats.parse_failures or result.partial or fallbacks)
 
         async def lookup(cache_policy: CachePolicy) -> tuple[RankingResult, bool]:
             return await self.cache.get_or_compute(key, compute, deadline=deadline, policy=cache_policy,
@@ -381,6 +386,18 @@ class RerankService:
 
     def _holding_store(self) -> contextlib.AbstractContextManager[None]:
         return self.store.hold() if self.store is not None else contextlib.nullcontext()
+
+    def _check_repeated_text(self, query: RerankQuery, alias: str) -> None:
+        """The query and instruction go into every LLM call: their tokens are bounded before any call."""
+        limits = self.settings.limits
+        for name, text, limit in (("query", query.query, limits.max_query_tokens),
+                                  ("instruction", query.instruction, limits.max_instruction_tokens)):
+            if not text or len(text.encode("utf-8")) <= limit:
+                continue  # every token is at least one byte: it fits without counting (every request runs this)
+            tokens = count_text(self.encodings[alias], text)
+            if tokens > limit:
+                raise InvalidRequest(f"{name} is {tokens} tokens for model {alias!r}; the limit is {limit} "
+                                     "(it is repeated in every LLM call)", code=f"{name}_too_long", param=name)
 
     def _key_config(self, model: ModelRuntime, name: str, strategy: Strategy, task: RankTask) -> bytes:
         """The settings part of the cache key, hashed once per model and strategy (a config is frozen).
@@ -431,8 +448,9 @@ class RerankService:
         if stats.failed_calls / stats.calls > self.settings.limits.max_failed_call_ratio:
             error = stats.errors[-1]
             raise type(error)(
-                f"{stats.failed_calls} of {stats.calls} LLM calls failed; last error: {error.message}",
+                f"{stats.failed_calls} of {stats.calls} LLM calls failed; last error: {error.log_message}",
                 status=error.status, retry_after=error.retry_after, retryable=error.retryable, code=error.code,
+                quoted=error.quoted,
             ) from error
 
     def _raise_if_cut(self, ranking: Ranking, budget: float) -> None:

@@ -98,10 +98,7 @@ class Simulator:
         ttft = speed.draw_ttft(self._latency_stream(knobs.seed))
         failed = self._latency_stream(knobs.seed).random() < knobs.errors
         wait = speed.duration(ttft, prompt_tokens, 0 if failed else len(pieces))
-        # An event loop's timers may fire a little early (uvloop's clock is the loop iteration's, and
-        # milliseconds): a call never takes less than its planned time.
-        while (left := arrived + wait - time.monotonic()) > 0:
-            await asyncio.sleep(left)
+        await sleep_until(arrived + wait)
 
         if failed:
             response = error(500, "simulated upstream failure (knob errors)", "server_error")
@@ -206,3 +203,10 @@ def _int(body: dict[str, Any], name: str, minimum: int) -> int | None:
 def error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}},
                         status_code=status)
+
+
+async def sleep_until(when: float) -> None:
+    """Wait until `time.monotonic()` reaches `when`. uvloop's timers tick in whole milliseconds and
+    may fire up to one early, so a single `asyncio.sleep` could end a call before its planned time."""
+    while (remaining := when - time.monotonic()) > 0:
+        await asyncio.sleep(remaining)

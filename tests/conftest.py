@@ -62,7 +62,7 @@ def write_config(path: Path, upstream_port: int, extra: str = NO_RETRIES,
     `extra` holds whole tables; `server` and `cache` hold lines for the [server] and [cache] tables."""
     lines = [
         'default_model = "judge"',
-        f"[server]\nmax_body_bytes = 200000\n{server}",
+        f"[server]\n{'' if 'max_body_bytes' in server else 'max_body_bytes = 200000'}\n{server}",
         f"[cache]\nenabled = true\n{cache}",
         extra,
     ]

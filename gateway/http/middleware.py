@@ -1,7 +1,13 @@
-"""Request context: an id on every response, request metrics, one JSON log line per request."""
+"""Request context: an id on every response, request metrics, one JSON log line per request.
+
+Also the two answers no handler can give: a path written with a trailing or doubled slash is
+served as its canonical path (never redirected: a `Location` would be built from the client's
+`Host` header), and a request cut by the end of the shutdown grace period answers a JSON 503.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -11,6 +17,7 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import ShuttingDown
 from gateway.http.jsonio import encode
 from gateway.ops.metrics import Metrics
 
@@ -19,6 +26,12 @@ access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Probes would drown the log; they still count in the metrics.
 _QUIET = {"/health", "/ready", "/metrics"}
+_SLASHES = re.compile(r"/{2,}")
+
+
+def canonical_path(path: str) -> str:
+    """`path` without doubled or trailing slashes ("/v1//rerank/" -> "/v1/rerank")."""
+    return _SLASHES.sub("/", path).rstrip("/") or "/"
 
 
 def route_label(path: str, known: set[str]) -> str:
@@ -41,10 +54,11 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope["path"] = canonical_path(scope["path"])
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         log: dict[str, Any] = {}
-        started, status = time.monotonic(), 500
+        started, status, responded = time.monotonic(), 500, False
         # Deadlines count from here, not from when a handler gets to run.
         scope.setdefault("state", {}).update(request_id=request_id, log=log, arrived=started)
 
@@ -66,9 +80,9 @@ class RequestContextMiddleware:
                 }).decode())
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 headers = MutableHeaders(scope=message)
                 headers["x-request-id"] = request_id
                 headers["x-config-version"] = str(log.get("config_version", self.config_version()))
@@ -79,5 +93,21 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except asyncio.CancelledError:
+            # Only the server cancels a request's own task: its shutdown grace period is over.
+            if responded:
+                raise
+            await shutdown_answer(send_with_headers)
         finally:
             finish()
+
+
+async def shutdown_answer(send: Send) -> None:
+    """A JSON 503 for a request the shutdown cut short, closing the connection."""
+    error = ShuttingDown("the server is shutting down; this request was cut at the end of its grace period; "
+                         "retry it on another replica", retry_after=1)
+    body = encode(error.to_body())
+    await send({"type": "http.response.start", "status": error.status_code, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"), (b"retry-after", b"1")]})
+    await send({"type": "http.response.body", "body": body})

@@ -29,7 +29,8 @@ _ERROR = {
     },
 }
 _STATUSES = {
-    "400": "invalid request", "404": "unknown model", "413": "body too large", "499": "client went away",
+    "400": "invalid request", "404": "unknown model", "408": "body not received in time", "413": "body too large",
+    "499": "client went away",
     "502": "upstream failure", "503": "upstream or model unavailable", "504": "deadline or upstream timeout",
 }
 

@@ -24,8 +24,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gateway.config import LimitsSettings, Mode
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, echo
 from gateway.service import RerankAnswer, RerankQuery
+
+# Names are echoed back and matched against globs; fields are joined into every document's text.
+MAX_MODEL_CHARS = 256
+MAX_RANK_FIELDS = 64
 
 # Aliases: the field a client sends -> the canonical one it fills when that is absent.
 _ALIASES = {"texts": "documents", "top_k": "top_n", "return_text": "return_documents"}
@@ -42,7 +46,7 @@ class RerankRequest(BaseModel):
     )
     # Checked by `_documents_have_text` alone: pydantic's own pass over a list of dicts would copy every one.
     documents: SkipValidation[list[dict[str, Any]]] = Field(description="Strings, or objects with a `text` field.")
-    model: str | None = None
+    model: str | None = Field(None, max_length=MAX_MODEL_CHARS)
     top_n: int | None = Field(None, strict=True, description="How many results; more than the documents = all.")
     return_documents: bool | None = Field(None, strict=True)
     mode: Mode | None = Field(
@@ -68,9 +72,15 @@ class RerankRequest(BaseModel):
     @field_validator("rank_fields")
     @classmethod
     def _rank_fields_not_empty(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
+        if value is None:
+            return None
+        if not value:
             raise PydanticCustomError("invalid_rank_fields", "rank_fields must not be empty")
-        return value
+        fields = list(dict.fromkeys(value))  # a field named twice would be ranked (and paid for) twice
+        if len(fields) > MAX_RANK_FIELDS:
+            raise PydanticCustomError("invalid_rank_fields", "rank_fields names more than {limit} fields",
+                                      {"limit": MAX_RANK_FIELDS})
+        return fields
 
     @field_validator("documents", mode="before")
     @classmethod
@@ -125,7 +135,7 @@ def _document(index: int, item: Any, rank_fields: list[str] | None) -> dict[str,
     if rank_fields:
         text = _rank_text(item, rank_fields)
         if not text.strip():
-            raise _doc_error(index, f"has none of the rank_fields {rank_fields}")
+            raise _doc_error(index, f"has none of the rank_fields {echo(rank_fields)}")
         # Clients read document.text back (LiteLLM requires it), so one is always there.
         return item if isinstance(item.get("text"), str) else {**item, "text": text}
     text = item.get("text")
@@ -163,6 +173,7 @@ _FIELD_CODES = {
     "rank_fields": "invalid_rank_fields",
     "timeout": "invalid_timeout",
     "fusion_weight": "invalid_fusion_weight",
+    "instruction": "invalid_instruction",
 }
 _CUSTOM_CODES = {"empty_query", "invalid_documents", "invalid_top_n", "invalid_rank_fields", "invalid_request"}
 
@@ -195,6 +206,9 @@ def parse_rerank_request(data: Any, limits: LimitsSettings) -> RerankRequest:
     if len(request.query) > limits.max_query_chars:
         raise InvalidRequest(f"query is longer than {limits.max_query_chars} characters",
                              code="query_too_long", param="query")
+    if request.instruction is not None and len(request.instruction) > limits.max_instruction_chars:
+        raise InvalidRequest(f"instruction is longer than {limits.max_instruction_chars} characters",
+                             code="instruction_too_long", param="instruction")
     if max(map(len, request.texts)) > limits.max_document_chars:
         index = next(i for i, text in enumerate(request.texts) if len(text) > limits.max_document_chars)
         raise InvalidRequest(f"documents[{index}] is longer than {limits.max_document_chars} characters",

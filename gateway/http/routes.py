@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.errors import InvalidRequest
 from gateway.http import dialects
 from gateway.http.access import authenticate
+from gateway.http.body import read_body
 from gateway.http.caching import cache_policy
 from gateway.http.jsonio import JSONResponse, decode_body
 from gateway.http.openapi import build_openapi
@@ -41,9 +42,11 @@ def rerank_endpoint(route_dialect: dialects.Dialect):  # noqa: ANN201
         log["config_version"] = generation.version
         limits = await authenticate(request, settings.auth, gateway.limiter, service.shared_limits,
                                     settings.cache.local_limit_share)
+        # The body first: a client slow to send holds its connection, never an in-flight slot.
+        raw = await read_body(request, settings.server.max_body_bytes, settings.server.body_read_timeout_seconds)
         gateway.gate.enter(settings.server.max_concurrent_requests)
         try:
-            body = await read_json(request, settings.server.max_body_bytes)
+            body = decode_body(raw)
             dialect = dialects.detect(route_dialect, body, request.headers)
             rerank_request = parse_rerank_request(body, settings.limits)
             log["documents"] = len(rerank_request.documents)
@@ -160,17 +163,3 @@ async def list_models(request: Request) -> Response:
         for alias, runtime in service.models.items()
     ]
     return JSONResponse({"object": "list", "data": data})
-
-
-async def read_json(request: Request, limit: int) -> Any:
-    """The decoded body, refusing more than `limit` bytes before reading them all."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return decode_body(b"".join(chunks))

@@ -134,13 +134,62 @@ def _get(settings: Settings, dotted: str) -> object:
     return value
 
 
-async def watch(holder: ConfigHolder, debounce_ms: int = 300) -> None:
-    """Reload when the config file changes; editors that replace the file are covered by
-    watching its directory, and a burst of writes makes one reload."""
+async def watch(holder: ConfigHolder, debounce_ms: int = 300, retry_seconds: float = 1.0) -> None:
+    """Reload when the config file, as mounted, changes.
+
+    The directory that holds the path is watched, not the file nor only what a symlink
+    resolves to: editors replace the file by renaming a new one over it, and a Kubernetes
+    ConfigMap volume swaps `..data -> ..<timestamp>` atomically (with `config.toml ->
+    ..data/config.toml`) and deletes the old timestamped directory, so a watch on the
+    resolved path hears one swap and nothing after. The resolved file's directory is watched
+    too (a symlink to a file elsewhere), and the watch is re-armed after every change, so it
+    follows wherever the path points now. Only changes to the file's names (and the
+    ConfigMap's `..` entries) count, and the file's digest decides whether it changed: a log
+    written beside the config costs nothing. Turning `watch_config` off by a reload stops
+    the reloads; if a watched directory goes away, the watch is armed again when it is back.
+    """
     import watchfiles
 
     assert holder.path is not None
-    target = holder.path.resolve()
-    async for changes in watchfiles.awatch(target.parent, debounce=debounce_ms, recursive=False):
-        if any(Path(changed).resolve() == target for _, changed in changes):
+    path = holder.path.absolute()
+    tried: str | None = holder.current.digest  # a rejected file is tried once, not on every event
+
+    async def reload_if_changed() -> None:
+        nonlocal tried
+        digest = _digest(path)
+        if holder.current.settings.server.watch_config and digest not in (holder.current.digest, tried):
+            tried = digest
             await holder.reload("watch")
+
+    while True:
+        targets = {path, path.resolve()}
+        try:
+            async for _ in watchfiles.awatch(*{target.parent for target in targets}, debounce=debounce_ms,
+                                             recursive=False, watch_filter=_about({t.name for t in targets})):
+                await reload_if_changed()
+                if path.resolve() not in targets:
+                    break  # the path points elsewhere now: watch where it points
+            else:
+                # awatch ends when a directory it watches is deleted: wait until it is back.
+                await asyncio.sleep(retry_seconds)
+        except (FileNotFoundError, OSError, RuntimeError) as exc:
+            logger.warning("watching %s failed (%s); watching again in %gs", path, exc, retry_seconds)
+            await asyncio.sleep(retry_seconds)
+        await reload_if_changed()
+
+
+def _about(names: set[str]) -> Callable[[object, str], bool]:
+    """A watch filter: changes to one of `names`, or to a ConfigMap's `..data` and `..<timestamp>` entries."""
+    def relevant(change: object, changed: str) -> bool:
+        name = Path(changed).name
+        return name in names or name.startswith("..")
+
+    return relevant
+
+
+def _digest(path: Path) -> str | None:
+    """The digest `read_config` gives the file's bytes; None when it cannot be read (a reload says why)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None

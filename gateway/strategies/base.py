@@ -8,8 +8,8 @@ adding one is a module and a registry line.
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -17,11 +17,24 @@ import tiktoken
 
 from gateway.errors import CallCut, UpstreamError
 from gateway.strategies.prompts import Prompt
+from gateway.strategies.sanitize import fold
 from gateway.strategies.tokens import count_messages, count_text
-from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest
+from gateway.upstream.chat import MAX_ANSWER_CHARS, ChatClient, ChatReply, ChatRequest
 
 # Model output is untrusted: parsers look at a bounded prefix only.
-MAX_PARSED_CHARS = 20_000
+MAX_PARSED_CHARS = MAX_ANSWER_CHARS
+# Building prompts is CPU work linear in the (cut) text: past this many characters of input it
+# runs in a worker thread, so probes and other requests are answered meanwhile (tiktoken and
+# the regexes let the event loop in between).
+OFF_LOOP_CHARS = 200_000
+T = TypeVar("T")
+
+
+async def off_loop(texts: Sequence[str], work: Callable[[], T]) -> T:
+    """`work()`, in a worker thread when `texts` are long enough to stall the event loop."""
+    if sum(map(len, texts)) < OFF_LOOP_CHARS:
+        return work()
+    return await asyncio.to_thread(work)
 
 
 @dataclass
@@ -41,14 +54,17 @@ class CallStats:
     def record(self, enc: tiktoken.Encoding, request: ChatRequest, reply: ChatReply) -> None:
         """Count a finished call: the upstream's usage when reported, tiktoken's otherwise.
 
-        Cancelled hedges of the call may still be billed by the upstream; each is
-        counted as the same size as the answer that won (an estimate).
+        Never more completion tokens than the call asked for, whatever the upstream says or sends.
+        Cancelled hedges of the call may still be billed by the upstream; each is counted as the
+        same size as the answer that won (an estimate).
         """
         self.calls += 1
         if reply.prompt_tokens is not None:
-            prompt, completion = reply.prompt_tokens, reply.completion_tokens or 0
+            prompt, completion = max(0, reply.prompt_tokens), reply.completion_tokens or 0
         else:
-            prompt, completion = count_messages(enc, request.messages), count_text(enc, reply.text)
+            prompt = count_messages(enc, request.messages)
+            completion = count_text(enc, reply.text[:MAX_PARSED_CHARS])
+        completion = min(max(0, completion), request.max_tokens)
         copies = 1 + reply.hedged_losers
         self.hedged_losers += reply.hedged_losers
         self.prompt_tokens += copies * prompt
@@ -87,13 +103,14 @@ def clean_answer(text: str) -> str:
     """Normalize a model answer before parsing.
 
     Reasoning models put their thinking first; only what follows `</think>`
-    is the answer. NFKC folds look-alike digits (full-width, circled,
-    superscript) into ASCII.
+    is the answer. `fold` is the sanitizer's own: look-alike digits (full-width,
+    circled, superscript) become ASCII and invisible characters go, so an answer
+    and a document agree on what an identifier is.
     """
     text = text[:MAX_PARSED_CHARS]
     if "</think>" in text:
         text = text.rsplit("</think>", 1)[1]
-    return unicodedata.normalize("NFKC", text)
+    return fold(text)
 
 
 @dataclass(frozen=True)
@@ -186,10 +203,13 @@ class TokenUsage:
         self.tokens = 0
 
     def answered(self, request: ChatRequest, reply: ChatReply) -> None:
+        # As `CallStats.record`: never more output than the call asked for.
         if reply.prompt_tokens is not None:
-            self.tokens += max(0, int(reply.prompt_tokens)) + max(0, int(reply.completion_tokens or 0))
+            completion = max(0, int(reply.completion_tokens or 0))
+            self.tokens += max(0, int(reply.prompt_tokens)) + min(completion, request.max_tokens)
         else:
-            self.tokens += count_messages(self.encoding, request.messages) + count_text(self.encoding, reply.text)
+            completion = count_text(self.encoding, reply.text[:MAX_PARSED_CHARS])
+            self.tokens += count_messages(self.encoding, request.messages) + min(completion, request.max_tokens)
 
     def cut(self, request: ChatRequest) -> None:
         self.tokens += count_messages(self.encoding, request.messages)

@@ -29,7 +29,7 @@ import re
 
 from gateway.config import BatchedSettings, ConfigError, PointwiseSettings
 from gateway.errors import UpstreamError
-from gateway.strategies.base import CallStats, Ranking, RankTask, clean_answer, with_budget
+from gateway.strategies.base import CallStats, Ranking, RankTask, clean_answer, off_loop, with_budget
 from gateway.strategies.consistency import shuffles
 from gateway.strategies.pointwise import (
     check_labels,
@@ -40,8 +40,8 @@ from gateway.strategies.pointwise import (
     task_builder,
 )
 from gateway.strategies.prompts import Prompt
-from gateway.strategies.sanitize import instruction_line, neutralize
-from gateway.strategies.tokens import count_messages, truncate
+from gateway.strategies.sanitize import instruction_line, safe_text
+from gateway.strategies.tokens import count_messages
 from gateway.strategies.window import EMPTY_PASSAGE
 from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest, Message
 
@@ -130,13 +130,13 @@ class BatchedPointwise:
         at another place."""
         settings = with_budget(self.settings, task.token_budget)
         enc, texts, max_label = task.encoding, list(task.texts), self.pointwise.max_label
-        query = truncate(enc, neutralize(task.query), task.context_window // 4)
+        query = safe_text(enc, task.query, task.context_window // 4)
         extra = instruction_line(enc, task.instruction, task.context_window)
         size = min(settings.batch_size, len(texts))
         skeleton = count_messages(enc, build_messages(self.prompt, query, [""] * size, max_label, extra))
         room = task.context_window - skeleton - _TOKENS_PER_LINE * size
         budget = min(settings.max_passage_tokens, max(16, room // size))
-        passages = [truncate(enc, neutralize(t), budget) or EMPTY_PASSAGE for t in texts]
+        passages = [safe_text(enc, t, budget) or EMPTY_PASSAGE for t in texts]
         top_logprobs = self.pointwise.top_logprobs if task.logprobs else 0
         calls = []
         for order in shuffles(range(len(texts)), settings.consistency):
@@ -187,7 +187,8 @@ class BatchedPointwise:
                 if position in found:
                     judged[doc].append(found[position])
 
-        await asyncio.gather(*(judge(batch, request) for batch, request in self.calls(task)))
+        calls = await off_loop(texts, lambda: self.calls(task))
+        await asyncio.gather(*(judge(batch, request) for batch, request in calls))
         scores: list[float | None] = [sum(s) / len(s) if s else None for s in judged]
         # Only what an answer left out: a batch whose call failed was retried by the chain already, and
         # asking the same upstream once per document would multiply the failures, not cure them.

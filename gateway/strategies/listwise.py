@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from gateway.config import ListwiseSettings, PointwiseSettings
-from gateway.strategies.base import CallStats, Ranking, RankTask, ScoreType, with_budget
+from gateway.strategies.base import CallStats, Ranking, RankTask, ScoreType, off_loop, with_budget
 from gateway.strategies.calibration import Grader, calibrated_scores
 from gateway.strategies.pointwise import grading_bound, task_builder
 from gateway.strategies.prompts import Prompt
@@ -90,8 +90,9 @@ class ListwiseStrategy:
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)
         texts = list(task.texts)
-        job = prepare(task.encoding, self.prompt, task.query, texts, settings, task.context_window,
-                      task.instruction, self.largest_window(settings))
+        job = await off_loop(texts, lambda: prepare(task.encoding, self.prompt, task.query, texts, settings,
+                                                    task.context_window, task.instruction,
+                                                    self.largest_window(settings)))
         stats = CallStats()
         ranker = WindowRanker(self.prompt, settings, task.encoding, stats, first=self.first and task.logprobs)
         grader = None

@@ -17,10 +17,18 @@ import tiktoken
 
 from gateway.config import ConfigError, PointwiseSettings
 from gateway.errors import UpstreamError
-from gateway.strategies.base import CallStats, PromptedStrategy, Ranking, RankTask, clean_answer, with_budget
+from gateway.strategies.base import (
+    CallStats,
+    PromptedStrategy,
+    Ranking,
+    RankTask,
+    clean_answer,
+    off_loop,
+    with_budget,
+)
 from gateway.strategies.prompts import Prompt
-from gateway.strategies.sanitize import instruction_line, neutralize
-from gateway.strategies.tokens import count_messages, truncate
+from gateway.strategies.sanitize import instruction_line, safe_text
+from gateway.strategies.tokens import count_messages
 from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest, Message
 
 # A document whose call or parse failed scores this, and sorts after every
@@ -89,12 +97,11 @@ def conversation_builder(
     instruction: str | None = None,
 ) -> Callable[[str], list[Message]]:
     """A function from a document's text to its conversation, the passage cut to fit the context."""
-    query = truncate(enc, neutralize(query), context_window // 4)
+    query = safe_text(enc, query, context_window // 4)
     extra = instruction_line(enc, instruction, context_window)
     skeleton = count_messages(enc, build_messages(prompt, query, "", settings.max_label, extra))
     budget = min(settings.max_passage_tokens, max(16, context_window - skeleton - 8))
-    return lambda text: build_messages(prompt, query, truncate(enc, neutralize(text), budget), settings.max_label,
-                                       extra)
+    return lambda text: build_messages(prompt, query, safe_text(enc, text, budget), settings.max_label, extra)
 
 
 def task_builder(task: RankTask, prompt: Prompt, settings: PointwiseSettings) -> Callable[[str], list[Message]]:
@@ -192,6 +199,6 @@ class Pointwise(PromptedStrategy[PointwiseSettings]):
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)
-        conversations = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings,
-                                task.context_window, task.instruction)
+        conversations = await off_loop(task.texts, lambda: prepare(
+            task.encoding, self.prompt, task.query, list(task.texts), settings, task.context_window, task.instruction))
         return await rank_pointwise(chat, task.encoding, conversations, settings, task.logprobs)

@@ -1,42 +1,119 @@
-"""Make untrusted document text safe to place inside a prompt slot.
+"""Make untrusted text (documents, the query, the instruction) safe to place inside a prompt.
 
-A document must not be able to forge a passage identifier (`[7]`), close the
-delimiter it sits in (`</passage>`), or hide text from a reader with invisible
-characters. The rewrite keeps the text readable for the model.
+Untrusted text must not be able to forge a passage identifier (`[7]`), close
+or open the delimiter it sits in (`</passage>`), open a chat turn in a model
+that renders a chat template (`<|im_end|><|im_start|>system`, `[INST]`,
+`<start_of_turn>`), or hide text from a reader with invisible characters.
+
+Both sides agree on what an identifier is: `fold` is applied to untrusted text
+before it is defused and to model answers before they are parsed, so a look-alike
+(`[③]`, `［3］`, `⟦3⟧`, `〚3〛`) that the parser would read as an identifier is
+defused in a document too. Every rewrite keeps the text readable for the model:
+`[7]` becomes `(7)`, `<|im_end|>` becomes `(im_end)`.
+
+`safe_text` is what a strategy calls: it cuts first (a bounded prefix of a
+100k-character document), then folds and defuses, then fits the token budget,
+so the work per document is bounded by its budget, not by its length.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import regex
 import tiktoken
 
-from gateway.strategies.tokens import truncate
+from gateway.strategies.tokens import MAX_CHARS_PER_TOKEN, truncate
 
-# "[7]", "[ 7 ]", "［7］" and the like become "(7)", as rank_llm does.
-_IDENTIFIER = re.compile(r"[\[［【〔]\s*(\d+)\s*[\]］】〕]")
-# Any tag that opens or closes our delimiters, in any case and spacing.
-_DELIMITER = re.compile(r"<\s*/?\s*passage\s*>", re.IGNORECASE)
-# Format characters (Unicode category Cf): zero-width spaces and joiners, bidi overrides. The
-# `regex` module (tiktoken's own dependency) knows the category, and a newer Unicode than unicodedata.
-_INVISIBLE = regex.compile(r"\p{Cf}+")
+# Every invisible character: format characters (Cf: zero-width spaces and joiners, bidi controls,
+# tag characters) and the rest of Unicode's default-ignorables (variation selectors, the combining
+# grapheme joiner, the Hangul fillers). The `regex` module (tiktoken's own dependency) knows both
+# properties, on a newer Unicode than unicodedata, and tests one with a table lookup where a class
+# of ranges was a comparison per range.
+_INVISIBLE = regex.compile(r"[\p{Cf}\p{Default_Ignorable_Code_Point}]+")
+
+# Brackets a model (or the parser) may read as an identifier's: after NFKC has folded the
+# full-width ones, these are the look-alikes that stay distinct characters.
+OPEN_BRACKETS = "[⟦〚【〔〖〘⦃⦅⦗⁅❲⟬⟮⦋⦍⦏⟨〈⟪"
+CLOSE_BRACKETS = "]⟧〛】〕〗〙⦄⦆⦘⁆❳⟭⟯⦌⦎⦐⟩〉⟫"
+# An identifier, in folded text: "[7]", "[ 12 ]", "⟦3⟧", "〚٣〛" (\d is any decimal digit).
+IDENTIFIER = re.compile(f"[{re.escape(OPEN_BRACKETS)}]\\s*(\\d+)\\s*[{re.escape(CLOSE_BRACKETS)}]")
+
+_ANGLE_OPEN, _ANGLE_CLOSE = "<‹〈⟨«", ">›〉⟩»"
+# Any tag that opens or closes our delimiters, in any case and spacing, with attributes, or HTML-escaped.
+_DELIMITER = re.compile(
+    f"(?:[{_ANGLE_OPEN}]|&lt;)\\s*/?\\s*passage\\b[^<>]{{0,64}}?(?:[{_ANGLE_CLOSE}]|&gt;)", re.IGNORECASE
+)
+
+# Special tokens of the common chat templates, which a template-rendering backend (llama.cpp,
+# vLLM, TGI, Ollama) may tokenize as control tokens wherever they appear in the text:
+#   <|...|>            ChatML (Qwen, SmolLM, Phi-4), Llama 3, Phi-3, Command-R, gpt-oss, tiktoken's
+#                      <|endoftext|>, DeepSeek's <｜...｜> (NFKC folds its full-width bars)
+#   [INST] <<SYS>>     Llama 2 and Mistral, with Mistral's newer [SYSTEM_PROMPT], [TOOL_CALLS] ...
+#   <start_of_turn>    Gemma; <s> </s> <unk> <pad> <bos> <eos> of SentencePiece vocabularies
+#   <file_sep> ...     StarCoder-style tokens of SmolLM2's vocabulary; <think> <tool_call> of Qwen 3
+_PIPE_TOKEN = re.compile(r"<\|([^|<>\n]{1,64})\|>")
+_BRACKET_TOKEN = re.compile(
+    r"\[\s*(/?\s*(?:INST|SYS|SYSTEM_PROMPT|TOOL_CALLS|AVAILABLE_TOOLS|TOOL_RESULTS|TOOL_CONTENT|THINK|IMG"
+    r"|IMG_BREAK|IMG_END|PREFIX|MIDDLE|SUFFIX|ARGS|CALL_ID))\s*\]",
+    re.IGNORECASE,
+)
+_SYS_TOKEN = re.compile(r"<<\s*(/?\s*SYS)\s*>>", re.IGNORECASE)
+_ANGLE_TOKEN = re.compile(
+    r"<\s*(/?\s*(?:s|unk|pad|bos|eos|mask|sep|cls|start_of_turn|end_of_turn|start_of_image|end_of_image"
+    r"|think|tool_call|tool_response|file_sep|filename|repo_name|reponame|gh_stars|issue_start|issue_comment"
+    r"|issue_closed|jupyter_start|jupyter_text|jupyter_code|jupyter_output|jupyter_script|empty_output"
+    r"|commit_before|commit_msg|commit_after|fim_prefix|fim_middle|fim_suffix|fim_pad|BOS_TOKEN|EOS_TOKEN))\s*>",
+    re.IGNORECASE,
+)
+_SPECIAL_TOKENS = (_PIPE_TOKEN, _BRACKET_TOKEN, _SYS_TOKEN, _ANGLE_TOKEN)
+# Every special token, delimiter and identifier starts with one of these once the text is folded:
+# a text with none of them (most passages) is past the patterns after one scan.
+_MAY_MATCH = re.compile(f"[{re.escape(OPEN_BRACKETS + _ANGLE_OPEN)}&]")
+
+
+def fold(text: str) -> str:
+    """What a character means, for the sanitizer and the answer parsers alike: NFKC (full-width and
+    circled digits and brackets, ligatures) with invisible characters removed."""
+    if text.isascii():  # NFKC keeps ASCII as it is, and every invisible character is beyond it
+        return text
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
 
 def neutralize(text: str) -> str:
-    """Return `text` with identifiers, delimiters and invisible characters defused."""
-    # Each step skips what cannot match (this runs on every passage of every miss).
-    ascii = text.isascii()
-    if not ascii:  # ASCII has no format characters, nor full-width brackets
-        text = _INVISIBLE.sub("", text)
-    if not ascii or "[" in text:
-        text = _IDENTIFIER.sub(r"(\1)", text)
-    if "<" in text:
-        text = _DELIMITER.sub("(passage)", text)
+    """Return `text` folded, with special tokens, delimiters and identifiers defused.
+
+    The cost is linear in `text`: cut it to what the prompt can hold first (`safe_text`). This runs
+    on every passage of every miss, so each step is skipped where it cannot match.
+    """
+    text = fold(text)
+    if ("<" in text or "[" in text or "&" in text) if text.isascii() else _MAY_MATCH.search(text):
+        text = _defuse(text)
     return " ".join(text.split())  # whitespace runs to one space, trimmed (str.split's whitespace is re's \s)
+
+
+def _defuse(text: str) -> str:
+    for _ in range(8):  # defusing "<|<|im_end|>|>" leaves "<|(im_end)|>": repeat until nothing matches
+        before = text
+        for pattern in _SPECIAL_TOKENS:
+            text = pattern.sub(r"(\1)", text)
+        text = _DELIMITER.sub("(passage)", text)
+        if text == before:
+            break
+    return IDENTIFIER.sub(r"(\1)", text)
+
+
+def safe_text(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:
+    """Untrusted `text` ready for a prompt slot of `max_tokens`: cut, neutralized, then truncated to fit.
+
+    The cut keeps a prefix that holds more than `max_tokens` tokens of any text (the same bound
+    `truncate` slices by), so defusing never runs over the rest of a long document.
+    """
+    return truncate(enc, neutralize(text[: max(max_tokens, 0) * MAX_CHARS_PER_TOKEN]), max_tokens)
 
 
 def instruction_line(enc: tiktoken.Encoding, instruction: str | None, context_window: int) -> str:
     """A client's task instruction as the prompt's `$instruction` value ("" when there is none)."""
-    text = neutralize(instruction or "")
-    return f"\nInstruction: {truncate(enc, text, context_window // 8)}" if text else ""
+    text = safe_text(enc, instruction or "", context_window // 8)
+    return f"\nInstruction: {text}" if text else ""

@@ -17,6 +17,10 @@ from gateway.offline import require_encoding
 
 Message = dict[str, str]
 
+# A token is rarely longer than this many characters, so a prefix this many times a budget
+# holds more than the budget: long texts are sliced before anything runs over them.
+MAX_CHARS_PER_TOKEN = 16
+
 # Models whose name starts with one of these use o200k_base; everything else
 # (the GPT-4/3.5 family and unknown models) is counted with cl100k_base.
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
@@ -48,9 +52,8 @@ def count_messages(enc: tiktoken.Encoding, messages: Sequence[Message]) -> int:
 
 def truncate(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:
     """Cut `text` to at most `max_tokens` tokens, on a token boundary."""
-    # Encoding is linear in the text; a token is rarely longer than 16 characters,
-    # so a long document is sliced first instead of encoded whole.
-    text = text[: max_tokens * 16]
+    # Encoding is linear in the text: a long document is sliced first instead of encoded whole.
+    text = text[: max(max_tokens, 0) * MAX_CHARS_PER_TOKEN]
     if len(text) <= max_tokens and len(text.encode("utf-8", "surrogatepass")) <= max_tokens:
         return text  # every token is at least one byte: this one fits without encoding it
     tokens = enc.encode(text, disallowed_special=())

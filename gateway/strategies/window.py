@@ -20,11 +20,10 @@ import tiktoken
 from gateway.config import ListwiseSettings
 from gateway.strategies.base import clean_answer
 from gateway.strategies.prompts import Prompt
-from gateway.strategies.sanitize import instruction_line, neutralize
-from gateway.strategies.tokens import count_messages, count_text, truncate
+from gateway.strategies.sanitize import IDENTIFIER, instruction_line, safe_text
+from gateway.strategies.tokens import count_messages, count_text
 from gateway.upstream.chat import Message
 
-_BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
 _NUMBER = re.compile(r"\d+")
 # "[12] > " costs about 4 tokens in cl100k/o200k; the rest is slack for spacing.
 _TOKENS_PER_ID = 5
@@ -60,13 +59,14 @@ def build_messages(prompt: Prompt, query: str, passages: list[str], instruction:
 
 
 def parse_ranking(text: str, n: int) -> list[int]:
-    """The 0-based positions an answer such as "[2] > [3] > [1]" names, in its order.
+    """The 0-based positions an answer such as "[2] > [3] > [1]" (or "⟦2⟧ > ⟦3⟧": sanitize.IDENTIFIER) names,
+    in its order.
 
     Duplicates and out-of-range identifiers are dropped; bare numbers count when
     there is no bracketed identifier at all.
     """
     answer = clean_answer(text)
-    found = _BRACKETED.findall(answer) or _NUMBER.findall(answer)
+    found = IDENTIFIER.findall(answer) or _NUMBER.findall(answer)
     seen: dict[int, None] = {}
     for token in found:
         if len(token) > 6:  # a digit run this long is no identifier (and int() on it is costly)
@@ -129,10 +129,10 @@ def prepare(
     enc: tiktoken.Encoding, prompt: Prompt, query: str, texts: list[str],
     settings: ListwiseSettings, context_window: int, instruction: str | None = None, largest: int | None = None,
 ) -> ListwiseJob:
-    query = truncate(enc, neutralize(query), context_window // 4)
+    query = safe_text(enc, query, context_window // 4)
     extra = instruction_line(enc, instruction, context_window)
     budget = passage_budget(enc, prompt, query, settings, context_window, extra, largest)
-    passages = [truncate(enc, neutralize(t), budget) or EMPTY_PASSAGE for t in texts]
+    passages = [safe_text(enc, t, budget) or EMPTY_PASSAGE for t in texts]
     return ListwiseJob(query, passages, extra)
 
 

@@ -5,15 +5,19 @@ each call it walks the model's fallback chain; on each upstream it makes up to
 `max_attempts` attempts, retrying only what may pass (429, 5xx, timeouts,
 connection errors), waiting with full jitter or the upstream's `Retry-After`,
 never past the request's deadline and never beyond the process's retry
-budget. An upstream whose circuit is open is skipped without a call.
+budget. An upstream whose circuit is open is skipped without a call. An empty
+answer (a 200 with no text and no logprobs) is tried once more on the same
+upstream, within the same limits: it is usually a glitch, and otherwise it is a
+window or a document left unranked.
 
 Hedging (per model, `hedge_after_seconds`): an attempt that has not answered
 that long after it should have (its expected decode time: the answer's usual
-length, else max_tokens, over the model's `output_tokens_per_second`, when known) gets a duplicate on the same
-upstream, then another every `hedge_after_seconds`, up to `max_hedges`, when a
-slot is free at once; the first answer wins and the others are cancelled.
-Hosted models' time to first token is heavy-tailed, and a request that fans out
-waits for its slowest call: hedging cuts that tail for a few extra calls.
+length, else max_tokens, over the model's `output_tokens_per_second`, when
+known) gets a duplicate on the same upstream, then another every
+`hedge_after_seconds`, up to `max_hedges`, when a slot is free at once; the
+first answer wins and the others are cancelled. Hosted models' time to first
+token is heavy-tailed, and a request that fans out waits for its slowest call:
+hedging cuts that tail for a few extra calls.
 
 A call that the request's deadline cuts (or leaves no time to make) raises
 `CallCut`, so strategies can answer with what finished.
@@ -114,14 +118,18 @@ class RequestChat:
     async def _call(self, upstream: Upstream, request: ChatRequest) -> ChatReply:
         """Attempts on one upstream; the breaker already allowed the first."""
         self.budget.record_call()
-        retry = 0
+        retry, empty = 0, False
         while True:
             try:
-                return await self._hedged(upstream, request)
+                reply = await self._hedged(upstream, request)
             except UpstreamError as exc:
                 delay = self._retry_delay(upstream, exc, retry)
                 if delay is None:
                     raise
+            else:
+                if empty or not is_empty(reply) or not self._may_retry_empty(retry):
+                    return reply
+                empty, delay = True, 0.0
             self.retries += 1
             retry += 1
             await asyncio.sleep(delay)
@@ -227,6 +235,10 @@ class RequestChat:
         finally:
             task.cancel()
 
+    def _may_retry_empty(self, retry: int) -> bool:
+        return (retry + 1 < self.policy.max_attempts and time.monotonic() < self.deadline
+                and self.budget.try_spend())
+
     def _retry_delay(self, upstream: Upstream, exc: UpstreamError, retry: int) -> float | None:
         """How long to wait before the next attempt, or None to give up on this upstream."""
         if not exc.retryable or retry + 1 >= self.policy.max_attempts:
@@ -240,3 +252,8 @@ class RequestChat:
         if upstream.breaker.state != "closed" or not self.budget.try_spend():
             return None
         return delay
+
+
+def is_empty(reply: ChatReply) -> bool:
+    """An answer with nothing in it to parse."""
+    return not reply.text.strip() and not reply.top_logprobs

@@ -16,6 +16,10 @@ Message = dict[str, str]
 # One generated token and its alternatives (most likely first).
 TokenLogprobs = tuple[str, list[tuple[str, float]]]
 
+# What of an answer's text a client keeps: rankings and labels are short, and everything after
+# this is neither parsed nor counted (an upstream can send megabytes).
+MAX_ANSWER_CHARS = 20_000
+
 
 @dataclass(frozen=True)
 class ChatRequest:

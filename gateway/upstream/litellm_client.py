@@ -10,16 +10,28 @@ import asyncio
 import re
 from typing import Any
 
+import aiohttp
 import httpx
 import litellm
 
 from gateway.config import ModelSettings
 from gateway.errors import ModelUnavailable, UpstreamError, UpstreamTimeout
-from gateway.upstream.chat import ChatReply, ChatRequest, TokenLogprobs
+from gateway.upstream import wire
+from gateway.upstream.chat import MAX_ANSWER_CHARS, ChatReply, ChatRequest, TokenLogprobs
+from gateway.upstream.redact import Redactor
 from gateway.upstream.resilience import parse_retry_after
 
 litellm.suppress_debug_info = True
 litellm.drop_params = False  # a dropped `logprobs` would silently turn scores into guesses
+if litellm.aclient_session is None:
+    litellm.aclient_session = wire.bounded_session()  # what the OpenAI-compatible path may read
+
+# Every configured upstream key, in any encoding, is scrubbed from every upstream's messages:
+# an upstream may quote another alias's key as well as its own.
+_redact = Redactor()
+MAX_QUOTED_CHARS = 1000
+# Alternatives read per generated token (OpenAI sends at most 20).
+MAX_ALTERNATIVES = 64
 
 LOCAL_PROVIDER = "local"  # litellm_model "local/<name>": the embedded model (gateway.upstream.local)
 
@@ -36,6 +48,8 @@ class LiteLLMChatClient:
         self.settings = settings
         self.api_base = settings.resolved_api_base()
         self.api_key = settings.resolved_api_key()
+        if self.api_key:
+            _redact.add(self.api_key)
         self.local_model = settings.litellm_model.removeprefix(f"{LOCAL_PROVIDER}/") \
             if settings.litellm_model.startswith(f"{LOCAL_PROVIDER}/") else None
         if self.local_model is not None:
@@ -70,28 +84,46 @@ class LiteLLMChatClient:
             kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
         try:
             async with asyncio.timeout(timeout):
-                response = await litellm.acompletion(**kwargs)
+                response = await _send(kwargs)
         except (TimeoutError, litellm.Timeout) as exc:
             raise UpstreamTimeout(
                 f"upstream model {self.settings.litellm_model} timed out after {timeout:g}s"
             ) from exc
         except Exception as exc:  # LiteLLM maps every provider failure onto its own tree
+            too_large = _cause(exc, wire.AnswerTooLarge)
+            if too_large is not None:
+                raise UpstreamError(f"upstream model {self.settings.litellm_model} answered more than "
+                                    f"{too_large.limit} bytes; the answer was refused unread") from exc
+            summary, quoted = self.describe(exc)
             if connection_failure(exc) is not None:  # LiteLLM labels these HTTP 500; no response ever came
-                raise UpstreamError(self.describe(exc), retryable=True, code="upstream_unreachable") from exc
+                raise UpstreamError(summary, retryable=True, code="upstream_unreachable") from exc
             status = getattr(exc, "status_code", None)
             raise UpstreamError(
-                self.describe(exc),
+                summary, quoted=quoted,
                 status=status if isinstance(status, int) else None,
                 retryable=_retryable(exc, status),
                 retry_after=_retry_after(exc),
             ) from exc
         try:
-            return _reply(response)
-        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            return self._reply(response, request)
+        except (AttributeError, IndexError, TypeError, ValueError, OverflowError) as exc:
             raise UpstreamError(
                 f"upstream model {self.settings.litellm_model} answered without a usable choice",
                 retryable=True,
             ) from exc
+
+    def _reply(self, response: Any, request: ChatRequest) -> ChatReply:
+        """The answer, bounded: a prefix of its text, and usage no larger than the call could cost."""
+        choice = response.choices[0]
+        text = ((choice.message.content or "") if choice.message else "")[:MAX_ANSWER_CHARS]
+        usage = getattr(response, "usage", None)
+        # A prompt cannot be larger than the context it had to fit (the local model's has a margin).
+        prompt = wire.usage_count(getattr(usage, "prompt_tokens", None), 2 * self.settings.context_window) or None
+        completion = wire.usage_count(getattr(usage, "completion_tokens", None), request.max_tokens)
+        if prompt is None:
+            completion = None
+        tokens = _token_logprobs(choice)
+        return ChatReply(str(text), tokens[0][1] if tokens else [], prompt, completion, token_logprobs=tokens)
 
     def unavailable_reason(self) -> str | None:
         """Why this model cannot be called at all, or None when it can."""
@@ -123,23 +155,35 @@ class LiteLLMChatClient:
         # Self-hosted OpenAI-compatible servers rarely check the key, but the SDK wants one.
         return self.api_key or ("no-key" if self.api_base else None)
 
-    def describe(self, exc: Exception) -> str:
-        """The upstream's reason, without LiteLLM's prefixes or anything key-like."""
+    def describe(self, exc: Exception) -> tuple[str, str | None]:
+        """(what failed, the upstream's reason) without LiteLLM's prefixes, tracebacks or any key."""
         refused = connection_failure(exc)
-        if refused is not None:
+        if refused is not None:  # the reason is this host's, not text an upstream sent
             where = self.api_base or "its default API address"
             return (f"could not connect to upstream model {self.settings.litellm_model} at {where}: "
-                    f"{self.scrub(str(refused) or type(refused).__name__)} (no HTTP response came)")
+                    f"{scrub(str(refused) or type(refused).__name__)} (no HTTP response came)"), None
         status = getattr(exc, "status_code", None)
         reason = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc)) or type(exc).__name__
         where = f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
-        return f"upstream model {self.settings.litellm_model} failed ({where}): {self.scrub(reason)}"
+        return f"upstream model {self.settings.litellm_model} failed ({where})", scrub(reason)
 
-    def scrub(self, message: str) -> str:
-        """Drop anything that looks like a credential from an upstream message."""
-        if self.api_key:
-            message = message.replace(self.api_key, "***")
-        return _KEYLIKE.sub("***", message)[:2000]
+
+def scrub(message: str) -> str:
+    """An upstream's message as the gateway may repeat it: bounded, without tracebacks or keys."""
+    message = _TRACEBACK.split(message[: MAX_QUOTED_CHARS * 4], 1)[0].strip()
+    return _redact(message)[:MAX_QUOTED_CHARS]
+
+
+def _cause(exc: BaseException, kind: type[wire.AnswerTooLarge]) -> wire.AnswerTooLarge | None:
+    """`exc` or the first exception of its cause/context chain that is a `kind`."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 _RETRYABLE = (
@@ -153,6 +197,34 @@ def _retryable(exc: Exception, status: object) -> bool:
     if isinstance(exc, _RETRYABLE):
         return True
     return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+async def _send(kwargs: dict[str, Any]) -> Any:
+    """One LiteLLM call, sent again at once if a pooled connection was closed before it was written.
+
+    An upstream closes idle keep-alive connections on its own schedule; a request that
+    picks one up just as it closes fails before a byte reaches the upstream. Sending it
+    again is no retry: the upstream never saw it, so it costs no attempt, budget or
+    breaker verdict. Only once, so a connection that always fails is still a failure.
+    """
+    try:
+        return await litellm.acompletion(**kwargs)
+    except Exception as exc:
+        if not _never_sent(exc):
+            raise
+    return await litellm.acompletion(**kwargs)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether `exc` (through its causes) is a write to a connection that was already closing."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, aiohttp.ClientConnectionResetError):  # raised by the write, before any byte left
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def connection_failure(exc: BaseException) -> BaseException | None:
@@ -191,19 +263,7 @@ def _retry_after(exc: Exception) -> float | None:
 
 
 _LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+: )?(\w+Exception - )?")
-_KEYLIKE = re.compile(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-*]{6,}")
-
-
-def _reply(response: Any) -> ChatReply:
-    choice = response.choices[0]
-    text = (choice.message.content or "") if choice.message else ""
-    usage = getattr(response, "usage", None)
-    prompt = getattr(usage, "prompt_tokens", None) or None
-    completion = getattr(usage, "completion_tokens", None)
-    if prompt is None:
-        completion = None
-    tokens = _token_logprobs(choice)
-    return ChatReply(text, tokens[0][1] if tokens else [], prompt, completion, token_logprobs=tokens)
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|received_args=")
 
 
 # Answers are read from a bounded prefix; so are their logprobs.
@@ -220,12 +280,12 @@ def _token_logprobs(choice: Any) -> list[TokenLogprobs]:
     for entry in content[:MAX_LOGPROB_TOKENS]:
         if isinstance(entry, dict):
             token, alternatives = entry.get("token"), entry.get("top_logprobs") or []
-            pairs = [(str(a.get("token")), float(a.get("logprob"))) for a in alternatives]
+            pairs = [(str(a.get("token"))[:64], float(a.get("logprob"))) for a in alternatives[:MAX_ALTERNATIVES]]
         else:  # LiteLLM's objects: plain attribute reads (this runs for every generated token)
             token, alternatives = entry.token, entry.top_logprobs or []
-            pairs = [(str(a.token), float(a.logprob)) for a in alternatives]
+            pairs = [(str(a.token)[:64], float(a.logprob)) for a in alternatives[:MAX_ALTERNATIVES]]
         pairs.sort(key=lambda pair: pair[1], reverse=True)
-        tokens.append((str(token or ""), pairs))
+        tokens.append((str(token or "")[:64], pairs))
     return tokens
 
 

@@ -12,6 +12,11 @@ client left, its deadline passed) is dropped from the queue, or stopped at
 the next prompt chunk or token if it is running, so no CPU is spent on an
 answer nobody reads. Consecutive prompts that share a prefix (a pointwise
 request's rubric and query) reuse llama.cpp's KV cache for it.
+
+The rendered prompt is tokenized with special tokens parsed, as the template
+needs; so every control token of the model's vocabulary is defused in the
+messages first (`<|im_end|>` becomes `(|im_end|)`): only the template opens and
+closes turns, whatever the documents say.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import atexit
 import importlib.util
 import math
+import re
 import threading
 import time
 import uuid
@@ -109,6 +115,26 @@ def chat_messages(messages: Sequence[Any]) -> list[dict[str, str]]:
     return out
 
 
+def control_tokens(llama: Any) -> re.Pattern[str]:
+    """A pattern matching the text of every control (or user-defined special) token of `llama`'s vocabulary."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llama.model)
+    special = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    texts = {llama.detokenize([t], special=True).decode("utf-8", errors="ignore") for t in range(llama.n_vocab())
+             if llama_cpp.llama_vocab_get_attr(vocab, t) & special}
+    texts = sorted((t for t in texts if t.strip()), key=len, reverse=True)  # longest first: "<|im_end|>" before "<"
+    return re.compile("|".join(map(re.escape, texts)) or r"(?!)")
+
+
+def defuse(controls: re.Pattern[str], text: str) -> str:
+    """`text` with every control token's text made plain: its angle and square brackets become round."""
+    return controls.sub(lambda m: m.group().translate(_ROUND), text)
+
+
+_ROUND = str.maketrans("<>[]", "()()")
+
+
 def top_logprobs(logits: Any, chosen: int, k: int) -> tuple[float, list[tuple[int, float]]]:
     """Log-softmax of one logits row: the chosen token's logprob and the k best (id, logprob), best first.
 
@@ -149,6 +175,7 @@ class LocalLLM(CustomLLM):
         self._llama: Any = None
         self._loaded: tuple[str, int] | None = None  # (model, n_ctx) of self._llama
         self._formatter: Any = None
+        self._controls: re.Pattern[str] | None = None  # the loaded vocabulary's control tokens
         self._lock = threading.Lock()  # one generation (or load) at a time, from any thread
         # Threads start on first use; one worker makes concurrent requests queue, in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-llm")
@@ -185,8 +212,18 @@ class LocalLLM(CustomLLM):
             self._formatter = Jinja2ChatFormatter(
                 template=llama.metadata["tokenizer.chat_template"], eos_token=text(llama.token_eos()),
                 bos_token=text(llama.token_bos()), stop_token_ids=[llama.token_eos()])
+            self._controls = control_tokens(llama)
             self._llama, self._loaded = llama, (model, n_ctx)
         return self._llama
+
+    def prompt_tokens(self, model: str, messages: Sequence[Any]) -> tuple[Any, list[int]]:
+        """(the loaded Llama, the token ids of `messages` in the model's chat template); lock held."""
+        llama = self._model(model)  # first: it explains a missing llama-cpp-python
+        assert self._controls is not None
+        controls = self._controls
+        safe = [{**m, "content": defuse(controls, m["content"])} for m in chat_messages(messages)]
+        rendered = self._formatter(messages=safe)
+        return llama, llama.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
 
     def generate(self, model: str, messages: Sequence[Any], params: dict[str, Any],
                  cancelled: Callable[[], bool] = lambda: False) -> ModelResponse:
@@ -198,13 +235,10 @@ class LocalLLM(CustomLLM):
         k = int(params.get("top_logprobs") or 0) if params.get("logprobs") else 0
         stops = [params["stop"]] if isinstance(params.get("stop"), str) else list(params.get("stop") or [])
         with self._lock:
-            llama = self._model(model)  # first: it explains a missing llama-cpp-python
+            llama, prompt = self.prompt_tokens(model, messages)
             import llama_cpp
             import numpy as np
 
-            rendered = self._formatter(messages=chat_messages(messages))
-            prompt = llama.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special,
-                                    special=True)
             room = llama.n_ctx() - len(prompt)
             if room < 1:
                 raise litellm.ContextWindowExceededError(

@@ -128,21 +128,39 @@ def test_one_json_log_line_per_request_without_text_or_keys(start_gateway) -> No
     assert '"POST /v1/rerank HTTP/1.1"' not in log
 
 
-def test_sigterm_drains_then_finishes_in_flight_requests(start_gateway, upstream) -> None:
-    gateway = start_gateway(NO_RETRIES, SLOW, server="drain_seconds = 1\ngraceful_shutdown_seconds = 10")
-    upstream.faults.always("slowpoke", Fault.delay(1.5))
+def sigterm_during_a_slow_request(gateway, upstream, seconds: float, probe=None):  # noqa: ANN001, ANN201
+    """SIGTERM while a request that takes `seconds` upstream is in flight: (its response, what `probe()`
+    returned just after the signal)."""
+    upstream.faults.always("slowpoke", Fault.delay(seconds))
     results: dict[str, httpx.Response] = {}
     worker = threading.Thread(target=lambda: results.update(slow=rerank(gateway, model="slowpoke")))
+    probed = None
     try:
         worker.start()
-        time.sleep(0.3)
-        assert httpx.get(f"{gateway.url}/ready").status_code == 200
+        time.sleep(0.4)
         gateway.process.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
-        draining = httpx.get(f"{gateway.url}/ready")
-        worker.join()
+        if probe is not None:
+            time.sleep(0.2)
+            probed = probe()
+        worker.join(timeout=30)
     finally:
         upstream.faults.clear("slowpoke")
+    return results["slow"], probed
+
+
+def test_sigterm_drains_then_finishes_in_flight_requests(start_gateway, upstream) -> None:
+    gateway = start_gateway(NO_RETRIES, SLOW, server="drain_seconds = 1\ngraceful_shutdown_seconds = 10")
+    assert httpx.get(f"{gateway.url}/ready").status_code == 200
+    slow, draining = sigterm_during_a_slow_request(gateway, upstream, 1.5,
+                                                   lambda: httpx.get(f"{gateway.url}/ready"))
     assert draining.status_code == 503 and draining.json()["status"] == "draining"
-    assert results["slow"].status_code == 200
+    assert slow.status_code == 200
+    assert gateway.process.wait(timeout=20) == 0
+
+
+def test_a_request_cut_by_the_shutdown_grace_gets_a_json_503(start_gateway, upstream) -> None:
+    gateway = start_gateway(NO_RETRIES, SLOW, server="graceful_shutdown_seconds = 0.5")
+    cut, _ = sigterm_during_a_slow_request(gateway, upstream, 10)
+    assert cut.status_code == 503 and cut.headers["content-type"] == "application/json", cut.text
+    assert cut.json()["error"]["code"] == "shutting_down" and cut.headers["retry-after"] == "1"
     assert gateway.process.wait(timeout=20) == 0

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.ops.auth import hash_key
-from tests.conftest import ALIASES, NO_RETRIES, ROOT, SLIDING, write_config
+from tests.conftest import ALIASES, NO_RETRIES, ROOT, SLIDING, GatewayProcess, write_config
 from tests.support.faults import Fault
 
 ADMIN = "admin-secret-for-tests"
@@ -112,7 +112,13 @@ def test_file_watching_reloads_after_an_editor_replaces_the_file(start_gateway, 
     while rerank(gateway, "added").status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert rerank(gateway, "added").status_code == 200
-    assert "trigger=\"watch\"" in metric(gateway, "rerank_gateway_config_reloads_total")
+    # The log is written beside the config: its changes are no reason to look at the config again.
+    for _ in range(5):
+        rerank(gateway, "added")
+    time.sleep(1)
+    assert metric(gateway, "rerank_gateway_config_reloads_total").splitlines() == [
+        'rerank_gateway_config_reloads_total{result="success",trigger="watch"} 1.0']
+    assert "change detected" not in gateway.log.read_text()
 
 
 def test_an_in_flight_request_finishes_on_the_config_it_started_with(start_gateway, upstream) -> None:
@@ -198,3 +204,71 @@ def test_a_reload_keeps_warm_clients_breakers_and_the_cache(tmp_path: Path) -> N
     resized = RerankService.from_settings(
         parse_settings((changed + "[cache]\nmax_entries = 5\n").encode(), tmp_path / "c.toml"), previous=second)
     assert resized.cache is not second.cache and resized.models["b"] is second.models["b"]
+
+
+class ConfigMapVolume:
+    """A directory laid out as the kubelet mounts a ConfigMap, updated the way it updates one:
+
+        config.toml -> ..data/config.toml      (the path the gateway is given, never changes)
+        ..data -> ..2026_01_01_00_00_00.N      (swapped atomically by renaming a new symlink over it)
+        ..2026_01_01_00_00_00.N/config.toml    (a new directory per update; the old one is deleted)
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.updates = 0
+        root.mkdir()
+
+    @property
+    def path(self) -> Path:
+        return self.root / "config.toml"
+
+    def publish(self, text: str) -> None:
+        self.updates += 1
+        fresh = self.root / f"..2026_01_01_00_00_00.{self.updates}"
+        fresh.mkdir()
+        (fresh / "config.toml").write_text(text)
+        data = self.root / "..data"
+        old = data.resolve() if data.is_symlink() else None
+        (self.root / "..data_tmp").symlink_to(fresh.name)
+        os.replace(self.root / "..data_tmp", data)
+        if not self.path.is_symlink():
+            self.path.symlink_to("..data/config.toml")
+        if old is not None:
+            for child in old.iterdir():
+                child.unlink()
+            old.rmdir()
+
+
+def test_file_watching_follows_every_configmap_update(upstream, tmp_path: Path) -> None:
+    volume = ConfigMapVolume(tmp_path / "configmap")
+    source = tmp_path / "source.toml"
+
+    def config_with(*extra_aliases: tuple[str, str, str, str]) -> str:
+        write_config(source, upstream.port, BASE, [*ALIASES, *extra_aliases], server="watch_config = true")
+        return source.read_text()
+
+    volume.publish(config_with())
+    gateway = GatewayProcess(volume.path, tmp_path / "gateway.log")
+    try:
+        for n in range(1, 4):  # several swaps in a row: each must be seen, not only the first
+            alias = (f"added{n}", "judge", "pointwise", "")
+            volume.publish(config_with(alias))
+            deadline = time.monotonic() + 10
+            while rerank(gateway, alias[0]).status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            response = rerank(gateway, alias[0])
+            assert response.status_code == 200, f"update {n} was not picked up:\n{gateway.log.read_text()}"
+            assert response.headers["x-config-version"] == str(n + 1)
+        # An update that is not valid is rejected, and the next valid one is still seen.
+        volume.publish("[server\nbroken")
+        time.sleep(1.5)
+        assert rerank(gateway, "added3").status_code == 200
+        volume.publish(config_with(("added4", "judge", "pointwise", "")))
+        deadline = time.monotonic() + 10
+        while rerank(gateway, "added4").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert rerank(gateway, "added4").status_code == 200
+        assert 'result="failure",trigger="watch"} 1.0' in metric(gateway, "rerank_gateway_config_reloads_total")
+    finally:
+        gateway.stop()

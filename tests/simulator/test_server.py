@@ -134,6 +134,23 @@ async def test_the_steady_preset_shows_rounds_and_concurrency(sim: simulator.Run
     assert stats["calls"] == 9 and stats["rounds"] == 2 and stats["max_concurrency"] >= 2
 
 
+def test_a_call_never_ends_before_its_planned_time_even_on_uvloop() -> None:
+    """uvloop's millisecond timers fire up to one early; the steady preset's rounds rely on full durations."""
+    import uvloop
+
+    from simulator.server import sleep_until
+
+    async def earliest() -> float:
+        worst = 1.0
+        for _ in range(50):
+            when = time.monotonic() + 0.005
+            await sleep_until(when)
+            worst = min(worst, time.monotonic() - when)
+        return worst
+
+    assert uvloop.run(earliest()) >= 0
+
+
 async def test_hundreds_of_concurrent_calls_are_served_at_once(sim: simulator.RunningSimulator) -> None:
     sim.reset()
     messages = prompts.graded(QUERY, TEXTS[0])

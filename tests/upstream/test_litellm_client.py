@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import aiohttp
+import litellm
 import pytest
 
 from gateway.config import ModelSettings
 from gateway.errors import ModelUnavailable, UpstreamError, UpstreamTimeout
 from gateway.upstream.chat import ChatRequest
-from gateway.upstream.litellm_client import LiteLLMChatClient
+from gateway.upstream.litellm_client import LiteLLMChatClient, scrub
 from tests.support.fake_upstream import FakeUpstream
 
 KEY = "sk-test-secret-key-123456"
@@ -53,6 +55,45 @@ async def test_a_failure_is_one_attempt_no_hidden_sdk_retries(upstream: FakeUpst
     assert upstream.calls["fail500"] - before == 1
 
 
+def closed_pool_connection(times: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The first `times` sends fail as a pooled connection closing under the write does (wrapped
+    as LiteLLM wraps it); later ones go to the upstream over real HTTP. The race itself cannot
+    be produced on demand, so only its error is injected."""
+    real, failed = litellm.acompletion, [0]
+
+    async def acompletion(**kwargs: object) -> object:
+        if failed[0] < times:
+            failed[0] += 1
+            try:
+                raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+            except aiohttp.ClientConnectionResetError as exc:
+                raise litellm.InternalServerError("Connection error.", "openai", str(kwargs["model"])) from exc
+        return await real(**kwargs)
+
+    monkeypatch.setattr(litellm, "acompletion", acompletion)
+    return failed
+
+
+@pytest.mark.anyio
+async def test_a_request_a_closing_pooled_connection_never_sent_is_sent_again_once(
+    upstream: FakeUpstream, monkeypatch
+) -> None:
+    chat = client(upstream, "judge", monkeypatch)
+    before = upstream.calls["judge"]
+    closed_pool_connection(1, monkeypatch)
+    reply = await chat.complete(ChatRequest(POINTWISE, max_tokens=1))  # no attempt or retry spent on it
+    assert reply.text and upstream.calls["judge"] - before == 1
+
+
+@pytest.mark.anyio
+async def test_a_connection_that_keeps_closing_is_still_a_failure(upstream: FakeUpstream, monkeypatch) -> None:
+    chat = client(upstream, "judge", monkeypatch)
+    failed = closed_pool_connection(5, monkeypatch)
+    with pytest.raises(UpstreamError) as raised:
+        await chat.complete(ChatRequest(POINTWISE, max_tokens=1))
+    assert failed[0] == 2 and raised.value.code == "upstream_unreachable" and raised.value.retryable
+
+
 @pytest.mark.anyio
 async def test_upstream_messages_never_carry_a_key(upstream: FakeUpstream, monkeypatch) -> None:
     with pytest.raises(UpstreamError) as error:
@@ -86,5 +127,5 @@ async def test_an_unavailable_model_raises_before_any_call(monkeypatch: pytest.M
 
 
 def test_scrub_removes_the_configured_key_and_key_like_strings(upstream: FakeUpstream, monkeypatch) -> None:
-    chat = client(upstream, "judge", monkeypatch)
-    assert chat.scrub(f"bad key {KEY} or sk-live-ABCDEFGH123 here") == "bad key *** or *** here"
+    client(upstream, "judge", monkeypatch)  # configuring a client registers its key
+    assert scrub(f"bad key {KEY} or sk-live-ABCDEFGH123 here") == "bad key *** or *** here"

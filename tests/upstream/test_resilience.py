@@ -152,3 +152,36 @@ def test_upstreams_give_embedded_models_a_breaker_that_never_opens() -> None:
     upstreams = Upstreams(settings, models)  # type: ignore[arg-type]
     assert isinstance(upstreams.by_alias["local"].breaker, NeverOpen)
     assert not isinstance(upstreams.by_alias["gpt-4-turbo-preview"].breaker, NeverOpen)
+
+
+def answering(*texts: str):  # noqa: ANN201
+    queue = list(texts)
+    return lambda request: ChatReply(queue.pop(0) if queue else "ok")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("empty", ["", "  \n"])
+async def test_an_empty_answer_is_tried_once_more(empty: str) -> None:
+    requester = chat(upstream("a", answering(empty)))
+    reply = await requester.complete(REQUEST)
+    assert (reply.text, requester.attempts, requester.retries) == ("ok", 2, 1)
+
+
+@pytest.mark.anyio
+async def test_an_answer_that_stays_empty_is_returned_after_one_retry() -> None:
+    requester = chat(upstream("a", answering("", "", "")))
+    reply = await requester.complete(REQUEST)
+    assert (reply.text, requester.attempts) == ("", 2)  # once more, not max_attempts times
+
+
+@pytest.mark.anyio
+async def test_an_empty_answer_with_logprobs_is_an_answer() -> None:
+    requester = chat(upstream("a", lambda request: ChatReply("", top_logprobs=[("2", -0.1)])))
+    await requester.complete(REQUEST)
+    assert requester.attempts == 1
+
+
+@pytest.mark.anyio
+async def test_the_empty_retry_respects_the_budget() -> None:
+    requester = chat(upstream("a", answering("")), budget=RetryBudget(ratio=0.0, reserve=0))
+    assert (await requester.complete(REQUEST)).text == "" and requester.attempts == 1
