@@ -156,8 +156,10 @@ def test_repeated_rank_fields_are_ranked_once(client: httpx.Client, upstream) ->
                                            "rank_fields": ["title", "body"] * 30})
     assert once.status_code == many.status_code == 200
     assert many.headers["x-cache"] == "HIT"  # the same texts: the repetition changed nothing
-    passages = [m["content"] for m in upstream.last_request["messages"] if m["content"].startswith("[")]
-    assert passages[0].count("title:") == 1
+    # A passage is a line "[n] ..." (of one message, or its own turn in the multi-turn format).
+    passages = [line for m in upstream.last_request["messages"] for line in m["content"].splitlines()
+                if line.startswith("[1]")]
+    assert len(passages) == 1 and passages[0].count("title:") == 1
 
 
 @pytest.mark.parametrize(("field", "code"), [("query", "query_too_long"), ("instruction", "instruction_too_long")])
