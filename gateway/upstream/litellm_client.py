@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
@@ -34,6 +35,7 @@ MAX_QUOTED_CHARS = 1000
 MAX_ALTERNATIVES = 64
 
 LOCAL_PROVIDER = "local"  # litellm_model "local/<name>": the embedded model (gateway.upstream.local)
+E = TypeVar("E", bound=BaseException)
 
 
 class LiteLLMChatClient:
@@ -174,16 +176,19 @@ def scrub(message: str) -> str:
     return _redact(message)[:MAX_QUOTED_CHARS]
 
 
-def _cause(exc: BaseException, kind: type[wire.AnswerTooLarge]) -> wire.AnswerTooLarge | None:
-    """`exc` or the first exception of its cause/context chain that is a `kind`."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then each exception of its cause/context chain, once (a chain may loop)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
         seen.add(id(current))
+        yield current
         current = current.__cause__ or current.__context__
-    return None
+
+
+def _cause(exc: BaseException, kind: type[E]) -> E | None:
+    """`exc` or the first exception of its cause/context chain that is a `kind`."""
+    return next((c for c in _chain(exc) if isinstance(c, kind)), None)
 
 
 _RETRYABLE = (
@@ -210,21 +215,10 @@ async def _send(kwargs: dict[str, Any]) -> Any:
     try:
         return await litellm.acompletion(**kwargs)
     except Exception as exc:
-        if not _never_sent(exc):
+        # Raised by the write to a connection that was already closing, before any byte left.
+        if _cause(exc, aiohttp.ClientConnectionResetError) is None:
             raise
     return await litellm.acompletion(**kwargs)
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """Whether `exc` (through its causes) is a write to a connection that was already closing."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, aiohttp.ClientConnectionResetError):  # raised by the write, before any byte left
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
 
 
 def connection_failure(exc: BaseException) -> BaseException | None:
@@ -235,16 +229,13 @@ def connection_failure(exc: BaseException) -> BaseException | None:
     """
     import openai
 
-    seen, cause, connect = set(), exc, False
-    innermost: BaseException = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    connect, innermost = False, exc
+    for cause in _chain(exc):
         if isinstance(cause, openai.APITimeoutError):
             return None
         if isinstance(cause, openai.APIConnectionError | httpx.ConnectError | ConnectionError):
             connect = True
         innermost = cause
-        cause = cause.__cause__ or cause.__context__
     return innermost if connect else None
 
 
