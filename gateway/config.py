@@ -168,6 +168,9 @@ class ListwiseSettings(_Section):
     step: int = Field(10, ge=1, le=99)  # sliding: how far the window moves, back to front
     # tdpart: the rank, in the first window, of the pivot the rest is compared with (at most window - 1)
     pivot: int = Field(10, ge=1, le=99)
+    # tdpart: first-window documents that close every chunk's window, so the chunks are ranked
+    # alongside the first window (2 rounds); 0: after it, against its pivot (the paper's 3 rounds)
+    anchors: int = Field(4, ge=0, le=98)
     # tdpart: at most this many candidates are ordered in the last call (at least window)
     final_window: int = Field(40, ge=2, le=100)
     max_passage_tokens: int = Field(300, gt=0, le=100_000)

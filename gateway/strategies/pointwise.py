@@ -47,15 +47,19 @@ def check_labels(prompt: Prompt, max_label: int) -> None:
         )
 
 
-def build_messages(
-    prompt: Prompt, query: str, text: str, max_label: int, instruction: str = ""
-) -> list[Message]:
+def system_text(prompt: Prompt, max_label: int) -> str:
     scale = "\n".join(f"{k} = {prompt.labels[k]}" for k in sorted(prompt.labels))
+    return prompt.render("system", max_label=max_label, scale=scale)
+
+
+def build_messages(
+    prompt: Prompt, query: str, text: str, max_label: int, instruction: str = "", system: str | None = None,
+) -> list[Message]:
+    """One document's conversation; `system`: the rubric, when the caller rendered it once for many."""
     user = prompt.render("user", query=query, text=text, max_label=max_label, instruction=instruction)
-    return [
-        {"role": "system", "content": prompt.render("system", max_label=max_label, scale=scale)},
-        {"role": "user", "content": user},
-    ]
+    # Fresh dicts per conversation: LiteLLM may fix up a message in place.
+    return [{"role": "system", "content": system if system is not None else system_text(prompt, max_label)},
+            {"role": "user", "content": user}]
 
 
 def expected_label(top_logprobs: list[tuple[str, float]], max_label: int) -> float | None:
@@ -101,7 +105,9 @@ def conversation_builder(
     extra = instruction_line(enc, instruction, context_window)
     skeleton = count_messages(enc, build_messages(prompt, query, "", settings.max_label, extra))
     budget = min(settings.max_passage_tokens, max(16, context_window - skeleton - 8))
-    return lambda text: build_messages(prompt, query, safe_text(enc, text, budget), settings.max_label, extra)
+    system = system_text(prompt, settings.max_label)  # the same rubric for every document
+    return lambda text: build_messages(prompt, query, safe_text(enc, text, budget), settings.max_label, extra,
+                                       system)
 
 
 def task_builder(task: RankTask, prompt: Prompt, settings: PointwiseSettings) -> Callable[[str], list[Message]]:

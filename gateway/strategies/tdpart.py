@@ -1,32 +1,39 @@
-"""Top-down partitioning (TDPart; Parry, MacAvaney and Ganguly 2024, arXiv 2405.14589): three rounds, not nine.
+"""Top-down partitioning (TDPart; Parry, MacAvaney and Ganguly 2024, arXiv 2405.14589): two rounds, not nine.
 
-    round 1  rank the first window (the caller's top `window`); its document at
-             rank `pivot` becomes the pivot: those above are candidates, those
-             below go to the backfill
-    round 2  the rest, in chunks of window - 1, each with the pivot added, all
-             windows at once: documents ranked above the pivot join the
-             candidates, the others the backfill
-    round 3  order the candidates (at most `final_window` of them) in one window;
-             skipped when round 2 found none
+    round 1  rank the first window (the caller's top `window`) and, at the same
+             time, the rest in chunks of window - `anchors`, each chunk's window
+             closed by the same `anchors` documents of the first window
+    (pivot)  the first anchor the first window ranks at `pivot` or below becomes
+             the pivot: first-window documents above it, and each chunk's
+             documents ranked above it, are the candidates; the rest the backfill
+    round 2  order the candidates (at most `final_window` of them) in one window;
+             skipped when no chunk found any
 
 The answer is candidates, pivot, backfill. For a model that ranks windows
-perfectly its top `pivot` equals a full sort's. Two choices differ from the
-paper's code, which compares chunks one after the other and recurses when the
-candidates overflow: chunks are compared concurrently (the paper notes they are
-independent), and overflowing candidates are ordered in one larger final window
-instead of another round, so 100 documents always take at most 3 rounds. The
-pivot is placed last in each chunk's window: listwise models favour early
-passages, and a pivot that looks too good would turn away documents that belong
-at the top (an extra candidate only costs a slot in round 3).
+perfectly its top `pivot` equals a full sort's. The paper ranks the first window
+first, to learn its pivot, and only then compares the rest with it: three rounds.
+Carrying a few first-window documents into every chunk lets the chunks run
+alongside the first window; which of them is the pivot is settled once the first
+window answers, and a hosted model's round costs a second or more. `anchors = 0`
+is the paper's order (round 2 waits for the first window's pivot, 3 rounds).
+Two more choices differ from the paper's code, which compares chunks one after
+the other and recurses when the candidates overflow: chunks are compared
+concurrently (the paper notes they are independent), and overflowing candidates
+are ordered in one larger final window instead of another round. The anchors
+close each chunk's window: listwise models favour early passages, and a pivot
+that looks too good would turn away documents that belong at the top (an extra
+candidate only costs a slot in the last round).
 
-Round 2 only needs the documents above the pivot, so generated permutations are
-cut at `pivot` + 1 identifiers there; the last round asks for `window`.
+Only the documents above the pivot matter in the first round, so generated
+permutations are cut at `pivot` + 1 identifiers there: a document of the top
+`pivot` - 1 has fewer than that above it in any window. The last round asks for `window`.
 
 Grading for calibration overlaps the rounds: the first window's candidates and
-pivot as round 2 starts, each chunk's best few candidates as it answers, the
-likely rest of the top while round 3 orders the candidates. No round waits for
-grades: a document round 3 moves into the top that was not graded gets a score
-between its graded neighbours (the isotonic fit bounds it there anyway).
+pivot as soon as it answers, each chunk's best few candidates once both it and
+the first window have, the likely rest of the top while the last round orders
+the candidates. No round waits for grades: a document the last round moves into
+the top that was not graded gets a score between its graded neighbours (the
+isotonic fit bounds it there anyway).
 
 At the deadline: a cut first window leaves nothing (the service answers 504); a
 cut chunk leaves its documents below the backfill in the caller's order; a cut
@@ -36,7 +43,8 @@ last round leaves the candidates in the order they were found.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, replace
 
 from gateway.config import ListwiseSettings
 from gateway.strategies.calibration import Grader
@@ -68,99 +76,200 @@ def split_at_pivot(window: list[int], result: WindowOrder, pivot: int) -> tuple[
 
 
 def newcomers_graded(top: int, pivot_rank: int, groups: int) -> int:
-    """How many of each round-2 chunk's candidates are graded as it answers: the chunks share the
+    """How many of each chunk's candidates are graded as it answers: the chunks share the
     `top - pivot_rank` places left in the top, and one more each."""
     return -(-max(0, top - pivot_rank) // groups) + 1
 
 
-async def partition(chat: ChatClient, job: ListwiseJob, ranker: WindowRanker, window: int, pivot_rank: int,
-                    final_window: int, grader: Grader | None = None, top: int = 0) -> Placement:
-    n = len(job.passages)
-    docs = list(range(n))
-    first = docs[:window]
-    if grader is not None and n <= window and top >= n:
-        grader.start(first)  # one window is the whole answer: grade it while it is ranked
-    r1 = await ranker.rank(chat, job, first)
-    o1 = [first[i] for i in r1.order]
-    if r1.cut:
-        return Placement(docs, n)
-    if n <= window:
-        return Placement(o1)
-    pivot = o1[pivot_rank - 1]
-    candidates, backfill = o1[:pivot_rank - 1], o1[pivot_rank:]
-    groups = chunks(docs[window:], window - 1)
-    if grader is not None:
-        grader.start((candidates + [pivot])[:top])  # the top of the answer, but for newcomers
-    # Newcomers compete for the `top - pivot_rank` places left: each chunk's best few are graded
-    # as soon as it answers.
-    per_chunk = newcomers_graded(top, pivot_rank, len(groups))
+def anchor_positions(window: int, pivot_rank: int, anchors: int) -> list[int]:
+    """Where in the caller's first window the anchors sit: spread from the pivot's rank to the
+    window's end, so one of them is likely to rank at the pivot or below."""
+    count = max(0, min(anchors, window - pivot_rank + 1, window - 2))
+    if count == 0:
+        return []
+    low, high = pivot_rank - 1, window - 1
+    if count == 1:
+        return [high]
+    return sorted({low + round(i * (high - low) / (count - 1)) for i in range(count)})
 
-    async def compare(group: list[int]) -> tuple[WindowOrder, list[int], list[int]]:
-        members = group + [pivot]
-        result = await ranker.rank(chat, job, members, limit=pivot_rank + 1)
-        if not result.ok:
-            return result, [], group
+
+def choose_pivot(ranked: list[int], anchors: Sequence[int], pivot_rank: int) -> int:
+    """The first anchor the first window placed at `pivot_rank` or below; when every anchor
+    ranked above it, the lowest one."""
+    placed = {doc: rank for rank, doc in enumerate(ranked, 1)}
+    below = [a for a in anchors if placed[a] >= pivot_rank]
+    return min(below, key=placed.__getitem__) if below else max(anchors, key=placed.__getitem__)
+
+
+@dataclass(frozen=True)
+class Compared:
+    """One chunk against the pivot: the documents of `group` it ranked above it, and below it."""
+
+    group: list[int]
+    result: WindowOrder
+    above: list[int]
+    below: list[int]
+
+
+class Partition:
+    """One request's partitioning: the rounds, what each decided, and when to start grading what."""
+
+    def __init__(self, chat: ChatClient, job: ListwiseJob, ranker: WindowRanker, window: int, pivot_rank: int,
+                 final_window: int, anchors: int, grader: Grader | None, top: int) -> None:
+        self.chat, self.job, self.ranker, self.grader, self.top = chat, job, ranker, grader, top
+        self.window, self.pivot_rank, self.final_window = window, pivot_rank, final_window
+        self.docs = list(range(len(job.passages)))
+        spread = len(self.docs) > window  # one window is the whole answer otherwise
+        self.anchors = anchor_positions(window, pivot_rank, anchors) if spread else []
+        # Without anchors a chunk holds window - 1 documents and the pivot.
+        self.groups = chunks(self.docs[window:], window - max(len(self.anchors), 1))
+        # The chunks share the `top - pivot_rank` places the first window leaves in the top.
+        self.per_chunk = newcomers_graded(top, pivot_rank, len(self.groups)) if spread else 0
+
+    def _grade(self, documents: Sequence[int]) -> None:
+        if self.grader is not None:
+            self.grader.start(documents)
+
+    async def run(self) -> Placement:
+        first = self.docs[:self.window]
+        n = len(self.docs)
+        if n <= self.window:
+            if self.top >= n:
+                self._grade(first)  # one window is the whole answer: grade it while it is ranked
+            r1 = await self.ranker.rank(self.chat, self.job, first)
+            return Placement(self.docs, n) if r1.cut else Placement([first[i] for i in r1.order])
+        if self.anchors:
+            return await self._anchored(first)
+        r1 = await self.ranker.rank(self.chat, self.job, first)
+        if r1.cut:
+            return Placement(self.docs, n)
+        o1 = [first[i] for i in r1.order]
+        return await self._finish(o1, *await self._against_pivot(o1, self.groups))
+
+    async def _anchored(self, first: list[int]) -> Placement:
+        """The first window and the chunks at once; the pivot is settled among the anchors."""
+        r1_task = asyncio.ensure_future(self._first(first))
+        try:
+            compared = await asyncio.gather(*(self._compare(g, self.anchors, r1_task) for g in self.groups))
+            o1, pivot = await r1_task
+        finally:
+            r1_task.cancel()
+        if o1 is None:
+            return Placement(self.docs, len(self.docs))
+        if o1.index(pivot) >= self.pivot_rank - 1:
+            return await self._finish(o1, pivot, list(compared))
+        # Every anchor ranked above the pivot's rank (rare: they are spread over the first window's
+        # lower half). What a chunk put below the lowest may still beat the first window's document
+        # at that rank: each chunk's best few meet it in one more round, as in the paper's order.
+        # The top places left between them number pivot_rank - 2 - (the anchor's index).
+        room = self.pivot_rank - 2 - o1.index(pivot)
+        beaten = [replace(c, below=c.below[room:]) for c in compared]
+        left = interleave([c.below[:room] for c in compared if c.result.ok])
+        pivot, more = await self._against_pivot(o1, chunks(left, self.window - 1))
+        return await self._finish(o1, pivot, beaten + more)
+
+    async def _first(self, first: list[int]) -> tuple[list[int] | None, int]:
+        r1 = await self.ranker.rank(self.chat, self.job, first, limit=self.pivot_rank + 1)
+        if r1.cut:
+            return None, -1
+        o1 = [first[i] for i in r1.order]
+        pivot = choose_pivot(o1, self.anchors, self.pivot_rank)
+        self._grade((o1[:o1.index(pivot)] + [pivot])[:self.top])
+        return o1, pivot
+
+    async def _against_pivot(self, o1: list[int], groups: list[list[int]]) -> tuple[int, list[Compared]]:
+        """The paper's round: `groups`, each closed by the first window's document at the pivot's rank."""
+        pivot = o1[self.pivot_rank - 1]
+        self._grade((o1[:self.pivot_rank - 1] + [pivot])[:self.top])
+        known: asyncio.Future[tuple[list[int] | None, int]] = asyncio.get_running_loop().create_future()
+        known.set_result((o1, pivot))
+        return pivot, list(await asyncio.gather(*(self._compare(g, [pivot], known) for g in groups)))
+
+    async def _compare(self, group: list[int], closing: list[int],
+                       first: Awaitable[tuple[list[int] | None, int]]) -> Compared:
+        """A chunk's window, `closing` documents last, split at the pivot once the first window named it."""
+        members = group + closing
+        result = await self.ranker.rank(self.chat, self.job, members, limit=self.pivot_rank + 1)
+        o1, pivot = await first
+        if not result.ok or o1 is None:
+            return Compared(group, result, [], group)
         above, below = split_at_pivot(members, result, pivot)
-        if grader is not None:
-            grader.start(above[:per_chunk])
-        return result, above, below
+        ours = set(group)  # the first window places its own documents
+        above, below = [d for d in above if d in ours], [d for d in below if d in ours]
+        self._grade(above[:self.per_chunk])
+        return Compared(group, result, above, below)
 
-    compared = await asyncio.gather(*(compare(g) for g in groups))
-    found = interleave([above for result, above, _ in compared if result.ok])
-    below = interleave([below for result, _, below in compared if result.ok])
-    unexamined = [d for (result, _, rest) in compared if not result.ok for d in rest]
-    unranked = sum(len(g) for (result, _, _), g in zip(compared, groups, strict=True) if result.cut)
-
-    head = candidates + found
-    rest = [pivot] + backfill + below + unexamined
-    if found:
-        pool, overflow = head[:final_window], head[final_window:]
-        if grader is not None:
-            grader.start((pool + rest)[:top])  # the likely top, graded while round 3 orders it
-        r3 = await ranker.rank(chat, job, pool, limit=window)
-        head = [pool[i] for i in r3.order] + overflow
-    elif grader is not None:
-        grader.start((head + rest)[:top])
-    return Placement(head + rest, unranked)
+    async def _finish(self, o1: list[int], pivot: int, compared: list[Compared]) -> Placement:
+        """Candidates in one last window, then the pivot and the backfill."""
+        at = o1.index(pivot)
+        found = interleave([c.above for c in compared if c.result.ok])
+        below = interleave([c.below for c in compared if c.result.ok])
+        unexamined = [d for c in compared if not c.result.ok for d in c.group]
+        unranked = sum(len(c.group) for c in compared if c.result.cut)
+        head = o1[:at] + found
+        rest = [pivot] + o1[at + 1:] + below + unexamined
+        if not found:
+            self._grade((head + rest)[:self.top])
+            return Placement(head + rest, unranked)
+        pool, overflow = head[:self.final_window], head[self.final_window:]
+        self._grade((pool + rest)[:self.top])  # the likely top, graded while the last round orders it
+        r3 = await self.ranker.rank(self.chat, self.job, pool, limit=self.window)
+        return Placement([pool[i] for i in r3.order] + overflow + rest, unranked)
 
 
 class TopDownPartitioning(ListwiseStrategy):
-    """`Strategy` "tdpart": top-down partitioning with generated permutations, at most 3 rounds."""
+    """`Strategy` "tdpart": top-down partitioning with generated permutations, 2 rounds (3 without anchors)."""
 
     name = "tdpart"
-    grade_stragglers = False  # what round 3 promotes ungraded lies between graded neighbours: no extra round
+    grade_stragglers = False  # what the last round promotes ungraded lies between graded neighbours: no extra round
 
     def largest_window(self, settings: ListwiseSettings) -> int:
         return max(settings.final_window, settings.window)
 
     @staticmethod
-    def layout(settings: ListwiseSettings) -> tuple[int, int, int]:
-        """(window, pivot rank, final window): the pivot is a rank inside the first window; the last
-        window holds at least a window."""
-        return settings.window, min(settings.pivot, settings.window - 1), max(settings.final_window, settings.window)
+    def layout(settings: ListwiseSettings) -> tuple[int, int, int, int]:
+        """(window, pivot rank, final window, anchors): the pivot is a rank inside the first window;
+        the last window holds at least a window; the anchors sit at or below the pivot's rank."""
+        window = settings.window
+        pivot = min(settings.pivot, window - 1)
+        return window, pivot, max(settings.final_window, window), len(anchor_positions(window, pivot, settings.anchors))
 
     def windows(self, n: int, settings: ListwiseSettings) -> list[Window]:
-        window, pivot, final = self.layout(settings)
+        window, pivot, final, anchors = self.layout(settings)
         if n <= window:
             return [Window(range(n))]
-        groups = chunks(range(window, n), window - 1)
-        # Round 3 orders the candidates: the first window's above the pivot, and round 2's finds.
-        pool = min(final, pivot - 1 + n - window)
-        return [Window(range(window)), *(Window(g, 1, pivot + 1) for g in groups), Window((), pool, window)]
+        if not anchors:
+            groups = chunks(range(window, n), window - 1)
+            # The last round orders the candidates: the first window's above the pivot, and the chunks' finds.
+            pool = min(final, pivot - 1 + n - window)
+            return [Window(range(window)), *(Window(g, 1, pivot + 1) for g in groups), Window((), pool, window)]
+        closing = anchor_positions(window, pivot, anchors)
+        groups = chunks(range(window, n), window - anchors)
+        limit = pivot + 1
+        # The pivot may be the first window's last document: all the others can be candidates.
+        pool = min(final, window - 1 + n - window)
+        # When every anchor ranks above the pivot's rank, each chunk's best pivot - 2 below the lowest
+        # anchor meet the pivot.
+        again = chunks(range(min(n - window, len(groups) * (pivot - 2))), window - 1)
+        return [Window(range(window), 0, limit), *(Window([*g, *closing], 0, limit) for g in groups),
+                *(Window((), len(g) + 1, pivot + 1) for g in again), Window((), pool, window)]
 
     def max_graded(self, n: int, settings: ListwiseSettings) -> int:
-        window, pivot, _ = self.layout(settings)
+        window, pivot, _, anchors = self.layout(settings)
         top = settings.calibrate_top
         if n <= window:
             return min(n, top)
-        # The likely top (which holds the first window's candidates), the pivot, and each chunk's newcomers.
-        groups = -(-(n - window) // (window - 1))
-        return min(n, top + 1 + groups * newcomers_graded(top, pivot, groups))
+        # The likely top (which holds the first window's candidates), the pivot, and each chunk's
+        # newcomers; with anchors, also those of the round that may follow them.
+        groups = -(-(n - window) // (window - max(anchors, 1)))
+        again = -(-min(n - window, groups * (pivot - 2)) // (window - 1)) if anchors else 0
+        return min(n, top + 1 + (groups + again) * newcomers_graded(top, pivot, groups))
 
     async def place(self, chat: ChatClient, job: ListwiseJob, ranker: WindowRanker,
                     grader: Grader | None) -> Placement:
-        window, pivot, final = self.layout(self.settings)
-        return await partition(chat, job, ranker, window, pivot, final, grader, self.settings.calibrate_top)
+        window, pivot, final, anchors = self.layout(self.settings)
+        return await Partition(chat, job, ranker, window, pivot, final, anchors, grader,
+                               self.settings.calibrate_top).run()
 
 
 class TopDownFirst(TopDownPartitioning):

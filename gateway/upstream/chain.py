@@ -112,7 +112,8 @@ class RequestChat:
                 error = exc
                 continue
             self.answered_by[upstream.alias] += 1
-            return replace(reply, model=upstream.alias)
+            # dataclasses.replace costs more than the rest of this loop: copy only to change.
+            return reply if reply.model == upstream.alias else replace(reply, model=upstream.alias)
         raise error or CallCut("the request's deadline passed before the call could be made")
 
     async def _call(self, upstream: Upstream, request: ChatRequest) -> ChatReply:
@@ -150,7 +151,7 @@ class RequestChat:
                 for task in done:
                     if task.exception() is None:
                         losers = sum(not t.done() for t in tasks)
-                        return replace(task.result(), hedged_losers=losers)
+                        return replace(task.result(), hedged_losers=losers) if losers else task.result()
                     error = task.exception()
                 if all(t.done() for t in tasks):
                     assert error is not None
@@ -186,7 +187,8 @@ class RequestChat:
             self.attempts += 1
             # The client caps the attempt at the model's own timeout; the request's deadline
             # is watched here, since a request joining this computation may push it later.
-            reply = await self._before_deadline(upstream.chat.complete(replace(request, timeout=None)))
+            bare = request if request.timeout is None else replace(request, timeout=None)
+            reply = await self._before_deadline(upstream.chat.complete(bare))
         except UpstreamError as exc:
             if self.usage is not None and isinstance(exc, UpstreamTimeout):
                 self.usage.cut(request)

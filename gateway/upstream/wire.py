@@ -26,6 +26,7 @@ import zlib
 from typing import Any
 
 import httpx
+import orjson
 
 # A ranking or a one-token label with 20 logprobs is a few kilobytes; this is ample.
 MAX_ANSWER_BYTES = 1024 * 1024
@@ -98,10 +99,16 @@ def clean_usage(body: bytes) -> bytes:
     """`body` with its `usage` counts as non-negative integers (or absent); other fields untouched."""
     if b'"usage"' not in body:
         return body
+    dumps = orjson.dumps
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return body  # not JSON: the SDK reports it
+        data = orjson.loads(body)  # every answer passes here: orjson parses it in a fraction of json's time
+    except (orjson.JSONDecodeError, RecursionError):
+        # Strict JSON failed; the SDK's parser also takes NaN and Infinity, so this one must see them.
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            return body  # not JSON: the SDK reports it
+        dumps = _json_dumps
     usage = data.get("usage") if isinstance(data, dict) else None
     if usage is None:
         return body
@@ -114,6 +121,10 @@ def clean_usage(body: bytes) -> bytes:
     if cleaned == usage:
         return body
     data["usage"] = cleaned or None
+    return dumps(data)
+
+
+def _json_dumps(data: Any) -> bytes:
     return json.dumps(data).encode()
 
 

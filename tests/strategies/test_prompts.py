@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from string import Template
 
 import pytest
 
 from gateway.config import ConfigError
-from gateway.strategies.prompts import default_prompts_dir, load_prompt, load_prompts, require_prompt
+from gateway.strategies.prompts import default_prompts_dir, format_string, load_prompt, load_prompts, require_prompt
 from tests.conftest import ROOT
 
 
@@ -59,3 +60,20 @@ def test_a_prompt_of_the_wrong_kind_is_refused() -> None:
     prompts = load_prompts(ROOT / "prompts")
     with pytest.raises(ConfigError, match="is a pointwise prompt, expected listwise"):
         require_prompt(prompts, "pointwise", "listwise")
+
+
+@pytest.mark.parametrize("text", [
+    "[$id] $text", "{literal} ${id}th costs $$5 {{x}}", "$query.$instruction", "no placeholders }{",
+])
+def test_compiled_templates_render_exactly_what_string_template_does(text: str) -> None:
+    values = {"id": 7, "text": "a {brace} and $dollar", "query": "q {0}", "instruction": "", "x": 1}
+    template = Template(text)
+    assert format_string(template).format_map(values) == template.substitute(values)
+
+
+def test_every_shipped_template_renders_as_string_template_would() -> None:
+    values = {"id": 3, "text": "t {x} $y", "num": 20, "query": "q", "instruction": "\nInstruction: i",
+              "max_label": 3, "scale": "0 = no", "passages": "[1] a"}
+    for prompt in load_prompts(ROOT / "prompts").values():
+        for part, template in prompt.templates.items():
+            assert prompt.render(part, **values) == template.substitute(values), (prompt.name, part)
