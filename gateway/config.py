@@ -269,7 +269,7 @@ def _default_models() -> dict[str, ModelSettings]:
             context_window=128_000,
             encoding="cl100k_base",
             # Its time to first token is heavy-tailed (p95 ~5x the median): duplicate slow calls.
-            hedge_after_seconds=1.0,
+            hedge_after_seconds=0.75,
             max_hedges=2,
             output_tokens_per_second=35.0,
             # Offline (no network, or OpenAI down), the embedded model still answers, and says so.
