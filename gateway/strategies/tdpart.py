@@ -9,6 +9,10 @@
     round 2  order the candidates (at most `final_window` of them) in one window;
              skipped when no chunk found any
 
+When the first window ranks every anchor above `pivot` (rare: they sit in its
+lower half), each chunk's best few below the lowest anchor meet the first
+window's document at `pivot` in one more round, the paper's, so the top stays exact.
+
 The answer is candidates, pivot, backfill. For a model that ranks windows
 perfectly its top `pivot` equals a full sort's. The paper ranks the first window
 first, to learn its pivot, and only then compares the rest with it: three rounds.

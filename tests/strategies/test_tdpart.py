@@ -1,4 +1,4 @@
-"""Top-down partitioning: the top of a full sort in two rounds (three in the paper's order), each round's windows at once."""
+"""Top-down partitioning: the top of a full sort in two rounds (the paper's order: three), windows at once."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ async def test_the_chunks_run_with_the_first_window_each_closed_by_the_same_anch
     model = Model(relevance, delay=0.02)
     await tdpart(calibrate_top=0).rank(model.client(), task(docs))
     *together, last = window_calls(model)
-    first, chunked = together[0], together[1:]
+    chunked = together[1:]  # the first window, then the chunks
     assert [c.passages for c in together] == [20] * 6
     assert min(c.end for c in together) >= max(c.start for c in together)  # all in flight together
     anchors = [docs[i] for i in anchor_positions(20, 10, 4)]
