@@ -258,3 +258,18 @@ async def test_a_failed_first_window_still_partitions_around_the_callers_tenth(s
     # it, the rest of it follows in that order.
     pivot = ranking.order.index(9)
     assert ranking.order[pivot + 1:pivot + 11] == list(range(10, 20))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("n", [21, 25, 39, 57, 100])
+@pytest.mark.parametrize("anchors", [1, 2, 4, 8])
+@pytest.mark.parametrize("seed", range(3))
+async def test_any_size_and_any_anchors_keep_the_top_exact_within_the_cost_bound(n: int, anchors: int,
+                                                                                 seed: int) -> None:
+    docs, ideal = shuffled_docs(seed, n)
+    model = Model(relevance, delay=0.001)
+    strategy = tdpart(calibrate_top=0, anchors=anchors)
+    ranking = await strategy.rank(model.client(), task(docs))
+    assert ranking.order[:9] == ideal[:9] and sorted(ranking.order) == list(range(n))
+    assert model.rounds() <= 3
+    assert len(window_calls(model)) <= len(strategy.windows(n, strategy.settings))
