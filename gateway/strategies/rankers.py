@@ -63,13 +63,13 @@ class WindowRanker:
         n = len(members)
         if n < 2:
             return WindowOrder(list(range(n)), n, True)
+        if self.settings.consistency <= 1:  # one pass: no task to gather it in, no Borda
+            return await self._once(chat, job, list(members), limit)
         passes = shuffles(range(n), self.settings.consistency)
         results = await asyncio.gather(*(self._once(chat, job, [members[i] for i in p], limit) for p in passes))
         finished = [(p, r) for p, r in zip(passes, results, strict=True) if r.ok]
         if not finished:
             return WindowOrder.unchanged(n, cut=all(r.cut for r in results))
-        if len(passes) == 1:
-            return results[0]
         # Each pass ranked its own arrangement: map its positions back to the window's.
         aligned = [([p[i] for i in r.order], r.named) for p, r in finished]
         order, named = borda(aligned, n)

@@ -225,17 +225,31 @@ class RequestChat:
         return reply
 
     async def _before_deadline(self, call: Coroutine[Any, Any, ChatReply]) -> ChatReply:
-        task = asyncio.ensure_future(call)
+        """`call`, cancelled when the request's deadline passes; a joining request may push the deadline
+        later while it runs, so the timer looks again when it fires. In this task: no task per call."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            call.close()
+            raise UpstreamTimeout("the request's deadline passed during the call")
+        loop = asyncio.get_running_loop()
         try:
-            while True:
-                remaining = self.deadline - time.monotonic()
-                if remaining <= 0:
-                    raise UpstreamTimeout("the request's deadline passed during the call")
-                done, _ = await asyncio.wait({task}, timeout=remaining)
-                if done:
-                    return task.result()
-        finally:
-            task.cancel()
+            async with asyncio.timeout(None) as scope:
+                def watch() -> None:
+                    nonlocal timer
+                    left = self.deadline - time.monotonic()
+                    if left > 0:
+                        timer = loop.call_later(left, watch)
+                    else:
+                        scope.reschedule(loop.time())  # expire now: the call is cancelled
+                timer = loop.call_later(remaining, watch)
+                try:
+                    return await call
+                finally:
+                    timer.cancel()
+        except TimeoutError:
+            if scope.expired():
+                raise UpstreamTimeout("the request's deadline passed during the call") from None
+            raise
 
     def _may_retry_empty(self, retry: int) -> bool:
         return (retry + 1 < self.policy.max_attempts and time.monotonic() < self.deadline

@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.strategies.tokens import count_messages, count_text, encoding_name_for, get_encoding, truncate
+from gateway.strategies.sanitize import neutralize
+from gateway.strategies.tokens import (
+    WordBound,
+    count_messages,
+    count_text,
+    encoding_name_for,
+    get_encoding,
+    truncate,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +64,62 @@ def test_truncation_keeps_what_fits_and_cuts_to_the_budget(text: str, budget: in
         assert cut == text  # whether or not the short-text shortcut decided it
     else:
         assert count_text(enc, cut) <= budget
+
+
+ENCODINGS = ["cl100k_base", "o200k_base"]
+# Words of any characters but whitespace, joined by single spaces: the shape `neutralize` leaves.
+words = st.lists(st.text(st.characters(blacklist_categories=["Zs", "Zl", "Zp", "Cs"],
+                                       blacklist_characters="\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"),
+                         min_size=1, max_size=12), max_size=30)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+@given(words=words)
+@settings(max_examples=400, deadline=None)
+def test_the_word_bound_never_counts_fewer_tokens_than_tiktoken(name: str, words: list[str]) -> None:
+    enc = get_encoding(name)
+    bound = WordBound(enc)
+    text = " ".join(words)
+    for _ in range(2):  # before and after it learned some of the words
+        assert bound(text) is not None
+        assert bound(text) >= count_text(enc, text)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_once_every_word_is_known_the_bound_is_the_exact_count(name: str) -> None:
+    from bench.trec import load_queries
+
+    enc = get_encoding(name)
+    bound = WordBound(enc)
+    passages = [neutralize(c.text) for q in load_queries("dl19")[:3] for c in q.candidates[:100]]
+    for _ in range(60):  # each pass teaches the table a few words of each passage
+        for passage in passages:
+            bound(passage)
+    assert [bound(p) for p in passages] == [count_text(enc, p) for p in passages]
+
+
+@pytest.mark.parametrize("text", ["two  spaces", " leading", "trailing ", "a\ttab", "a\nline", "nb\u00a0sp",
+                                  "ideographic\u3000space", "next\x85line"])
+def test_texts_spaced_otherwise_are_not_bounded_by_words(text: str) -> None:
+    assert WordBound(get_encoding("cl100k_base"))(text) is None
+
+
+def test_what_the_table_remembers_is_bounded() -> None:
+    bound = WordBound(get_encoding("cl100k_base"), max_words=10)
+    for i in range(50):
+        bound(f"w{i} x{i} y{i}")
+    assert len(bound.savings) <= 11  # one text may pass the limit by its last word learned
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_truncation_of_corpus_passages_is_unchanged_by_the_bound(name: str) -> None:
+    from bench.trec import load_queries
+
+    enc = get_encoding(name)
+    for query in load_queries("dl20")[:3]:
+        for candidate in query.candidates[:100]:
+            passage = neutralize(candidate.text)
+            for budget in (20, 60, 300):
+                tokens = enc.encode(passage, disallowed_special=())
+                expected = passage if len(tokens) <= budget else enc.decode(tokens[:budget], errors="ignore")
+                assert truncate(enc, passage, budget) == expected

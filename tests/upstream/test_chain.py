@@ -111,3 +111,39 @@ async def test_a_call_the_deadline_cuts_is_a_call_cut() -> None:
         await chat(upstream, seconds=0.1).complete(REQUEST)
     with pytest.raises(CallCut):  # and one the deadline leaves no time for
         await RequestChat([upstream], ReliabilitySettings(), RetryBudget(1.0), time.monotonic() - 1).complete(REQUEST)
+
+
+@pytest.mark.anyio
+async def test_a_deadline_pushed_later_while_a_call_runs_lets_it_finish() -> None:
+    # A request joining this computation extends the deadline: the watch looks again when it fires.
+    async def handler(request: ChatRequest) -> ChatReply:
+        await asyncio.sleep(0.3)
+        return ChatReply("ranked")
+
+    deadline = [time.monotonic() + 0.1]
+    upstream = Upstream("a", MockChatClient(handler), CircuitBreaker(100, 60), asyncio.Semaphore(4))
+    chat_ = RequestChat([upstream], ReliabilitySettings(), RetryBudget(1.0), lambda: deadline[0])
+    asyncio.get_running_loop().call_later(0.05, lambda: deadline.__setitem__(0, time.monotonic() + 1))
+    assert (await chat_.complete(REQUEST)).text == "ranked"
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_request_cancels_its_call_instead_of_counting_a_cut() -> None:
+    # The client left: the call stops, and that is no deadline cut and no timeout of the upstream.
+    cancelled = asyncio.Event()
+
+    async def handler(request: ChatRequest) -> ChatReply:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return ChatReply("late")
+
+    upstream = Upstream("a", MockChatClient(handler), CircuitBreaker(100, 60), asyncio.Semaphore(4))
+    task = asyncio.ensure_future(chat(upstream).complete(REQUEST))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancelled.is_set() and upstream.breaker.state == "closed" and not upstream.slots.locked()
