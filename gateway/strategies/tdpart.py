@@ -106,6 +106,39 @@ def choose_pivot(ranked: list[int], anchors: Sequence[int], pivot_rank: int) -> 
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where one request's documents go, settled once: the rounds follow it, and the cost bound and
+    the grading cap are read from it, so the three cannot drift apart."""
+
+    n: int
+    window: int
+    pivot_rank: int  # a rank inside the first window
+    final_window: int  # the last round holds at least a window
+    anchors: list[int]  # positions in the first window, at or below the pivot's rank
+    groups: list[list[int]]  # the documents beyond the first window, in chunks
+    per_chunk: int  # how many of each chunk's candidates are graded as it answers
+
+    @classmethod
+    def of(cls, n: int, settings: ListwiseSettings) -> Layout:
+        window = settings.window
+        pivot = min(settings.pivot, window - 1)
+        spread = n > window  # one window is the whole answer otherwise
+        anchors = anchor_positions(window, pivot, settings.anchors) if spread else []
+        # Without anchors a chunk holds window - 1 documents and the pivot.
+        groups = chunks(range(window, n), window - max(len(anchors), 1))
+        # The chunks share the `top - pivot_rank` places the first window leaves in the top.
+        per_chunk = newcomers_graded(settings.calibrate_top, pivot, len(groups)) if spread else 0
+        return cls(n, window, pivot, max(settings.final_window, window), anchors, groups, per_chunk)
+
+    def again(self) -> list[list[int]]:
+        """The most the extra round may hold (when every anchor ranks above the pivot's rank): each
+        chunk's best pivot_rank - 2 below the lowest anchor, in windows of window - 1 and the pivot."""
+        if not self.anchors:
+            return []
+        return chunks(range(min(self.n - self.window, len(self.groups) * (self.pivot_rank - 2))), self.window - 1)
+
+
+@dataclass(frozen=True)
 class Compared:
     """One chunk against the pivot: the documents of `group` it ranked above it, and below it."""
 
@@ -118,17 +151,12 @@ class Compared:
 class Partition:
     """One request's partitioning: the rounds, what each decided, and when to start grading what."""
 
-    def __init__(self, chat: ChatClient, job: ListwiseJob, ranker: WindowRanker, window: int, pivot_rank: int,
-                 final_window: int, anchors: int, grader: Grader | None, top: int) -> None:
+    def __init__(self, chat: ChatClient, job: ListwiseJob, ranker: WindowRanker, layout: Layout,
+                 grader: Grader | None, top: int) -> None:
         self.chat, self.job, self.ranker, self.grader, self.top = chat, job, ranker, grader, top
-        self.window, self.pivot_rank, self.final_window = window, pivot_rank, final_window
-        self.docs = list(range(len(job.passages)))
-        spread = len(self.docs) > window  # one window is the whole answer otherwise
-        self.anchors = anchor_positions(window, pivot_rank, anchors) if spread else []
-        # Without anchors a chunk holds window - 1 documents and the pivot.
-        self.groups = chunks(self.docs[window:], window - max(len(self.anchors), 1))
-        # The chunks share the `top - pivot_rank` places the first window leaves in the top.
-        self.per_chunk = newcomers_graded(top, pivot_rank, len(self.groups)) if spread else 0
+        self.window, self.pivot_rank, self.final_window = layout.window, layout.pivot_rank, layout.final_window
+        self.docs = list(range(layout.n))
+        self.anchors, self.groups, self.per_chunk = layout.anchors, layout.groups, layout.per_chunk
 
     def _grade(self, documents: Sequence[int]) -> None:
         if self.grader is not None:
@@ -230,50 +258,35 @@ class TopDownPartitioning(ListwiseStrategy):
     def largest_window(self, settings: ListwiseSettings) -> int:
         return max(settings.final_window, settings.window)
 
-    @staticmethod
-    def layout(settings: ListwiseSettings) -> tuple[int, int, int, int]:
-        """(window, pivot rank, final window, anchors): the pivot is a rank inside the first window;
-        the last window holds at least a window; the anchors sit at or below the pivot's rank."""
-        window = settings.window
-        pivot = min(settings.pivot, window - 1)
-        return window, pivot, max(settings.final_window, window), len(anchor_positions(window, pivot, settings.anchors))
-
     def windows(self, n: int, settings: ListwiseSettings) -> list[Window]:
-        window, pivot, final, anchors = self.layout(settings)
+        layout = Layout.of(n, settings)
+        window, pivot = layout.window, layout.pivot_rank
         if n <= window:
             return [Window(range(n))]
-        if not anchors:
-            groups = chunks(range(window, n), window - 1)
+        if not layout.anchors:
             # The last round orders the candidates: the first window's above the pivot, and the chunks' finds.
-            pool = min(final, pivot - 1 + n - window)
-            return [Window(range(window)), *(Window(g, 1, pivot + 1) for g in groups), Window((), pool, window)]
-        closing = anchor_positions(window, pivot, anchors)
-        groups = chunks(range(window, n), window - anchors)
+            pool = min(layout.final_window, pivot - 1 + n - window)
+            return [Window(range(window)), *(Window(g, 1, pivot + 1) for g in layout.groups),
+                    Window((), pool, window)]
         limit = pivot + 1
         # The pivot may be the first window's last document: all the others can be candidates.
-        pool = min(final, window - 1 + n - window)
-        # When every anchor ranks above the pivot's rank, each chunk's best pivot - 2 below the lowest
-        # anchor meet the pivot.
-        again = chunks(range(min(n - window, len(groups) * (pivot - 2))), window - 1)
-        return [Window(range(window), 0, limit), *(Window([*g, *closing], 0, limit) for g in groups),
-                *(Window((), len(g) + 1, pivot + 1) for g in again), Window((), pool, window)]
+        pool = min(layout.final_window, window - 1 + n - window)
+        return [Window(range(window), 0, limit), *(Window([*g, *layout.anchors], 0, limit) for g in layout.groups),
+                *(Window((), len(g) + 1, pivot + 1) for g in layout.again()), Window((), pool, window)]
 
     def max_graded(self, n: int, settings: ListwiseSettings) -> int:
-        window, pivot, _, anchors = self.layout(settings)
+        layout = Layout.of(n, settings)
         top = settings.calibrate_top
-        if n <= window:
+        if n <= layout.window:
             return min(n, top)
         # The likely top (which holds the first window's candidates), the pivot, and each chunk's
         # newcomers; with anchors, also those of the round that may follow them.
-        groups = -(-(n - window) // (window - max(anchors, 1)))
-        again = -(-min(n - window, groups * (pivot - 2)) // (window - 1)) if anchors else 0
-        return min(n, top + 1 + (groups + again) * newcomers_graded(top, pivot, groups))
+        return min(n, top + 1 + (len(layout.groups) + len(layout.again())) * layout.per_chunk)
 
     async def place(self, chat: ChatClient, job: ListwiseJob, ranker: WindowRanker,
                     grader: Grader | None) -> Placement:
-        window, pivot, final, anchors = self.layout(self.settings)
-        return await Partition(chat, job, ranker, window, pivot, final, anchors, grader,
-                               self.settings.calibrate_top).run()
+        layout = Layout.of(len(job.passages), self.settings)
+        return await Partition(chat, job, ranker, layout, grader, self.settings.calibrate_top).run()
 
 
 class TopDownFirst(TopDownPartitioning):

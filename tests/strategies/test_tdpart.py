@@ -10,6 +10,7 @@ from gateway.config import ListwiseSettings, PointwiseSettings
 from gateway.errors import CallCut, UpstreamError
 from gateway.strategies.rankers import WindowOrder
 from gateway.strategies.tdpart import (
+    Layout,
     TopDownFirst,
     TopDownPartitioning,
     anchor_positions,
@@ -273,3 +274,18 @@ async def test_any_size_and_any_anchors_keep_the_top_exact_within_the_cost_bound
     assert ranking.order[:9] == ideal[:9] and sorted(ranking.order) == list(range(n))
     assert model.rounds() <= 3
     assert len(window_calls(model)) <= len(strategy.windows(n, strategy.settings))
+
+
+@pytest.mark.parametrize("n", [20, 21, 57, 100])
+@pytest.mark.parametrize("anchors", [0, 1, 4])
+def test_the_cost_bound_and_the_grading_cap_read_the_layout_the_rounds_follow(n: int, anchors: int) -> None:
+    settings = ListwiseSettings(anchors=anchors)
+    layout = Layout.of(n, settings)
+    windows = tdpart(anchors=anchors).windows(n, settings)
+    if n <= layout.window:
+        assert len(windows) == 1 and not layout.groups
+        return
+    # The first window, one per chunk, the extra round's (anchors only), the last round.
+    assert len(windows) == 1 + len(layout.groups) + len(layout.again()) + 1
+    assert sorted(d for g in layout.groups for d in g) == list(range(layout.window, n))
+    assert all(len(g) + max(len(layout.anchors), 1) <= layout.window for g in layout.groups)
