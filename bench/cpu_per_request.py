@@ -1,7 +1,9 @@
 """The gateway's own CPU time per 100-document rerank miss, against the same calls made without it.
 
 Three measurements of the same sequential requests (distinct TREC DL queries, so
-nothing is cached) to the same upstream (the simulator at ~0 ms), in one run:
+nothing is cached) to the same upstream (the simulator at ~0 ms), in one run; the
+gateway and the minimal pipeline are asked each query in turn, so a shared machine's
+drifting load falls on both alike:
 
     gateway   the gateway process (cache off), from /proc/<pid>/stat
     bare      a child making exactly the gateway's LLM calls (its prompts, its arguments,
@@ -61,30 +63,42 @@ def benchmark_queries(count: int) -> list[Query]:
     return queries[:count]
 
 
-def measure_server(server: harness.Server, mode: str, queries: list[Query], warmup: int, documents: int,
-                   timeout: float, calls_per_request: list[int] | None = None) -> Measurement:
-    """Sequential requests (CPU per request does not depend on overlap, and sequential keeps the
-    upstream from starving the server of a core); LLM calls from the gateway's `meta`, else as given."""
+def measure_servers(servers: dict[str, harness.Server], mode: str, queries: list[Query], warmup: int,
+                    documents: int, timeout: float) -> dict[str, Measurement]:
+    """Sequential requests, each query to every server in turn, so they share the machine's load as it
+    drifts (CPU per request does not depend on overlap, and sequential keeps the upstream from starving a
+    server of a core)."""
     import httpx
 
-    def send(http: httpx.Client, query: Query) -> int:
+    def send(http: httpx.Client, server: harness.Server, query: Query) -> int | None:
         body = {"query": query.query, "documents": [c.text for c in query.candidates[:documents]],
                 "model": harness.ALIASES[mode], "mode": harness.STRATEGIES[mode], "return_documents": False}
-        response = http.post("/v1/rerank", json=body)
+        response = http.post(f"{server.url}/v1/rerank", json=body)
         if response.status_code != 200:
             raise RuntimeError(f"{server.name} {mode}: HTTP {response.status_code}: {response.text[:300]}")
         meta = response.json().get("meta")
         if meta is not None and (meta["cached"] or meta["failed_calls"]):
             raise RuntimeError(f"{mode}: unexpected meta {meta}")
-        return int(meta["llm_calls"]) if meta else 0
+        return int(meta["llm_calls"]) if meta else None
 
-    with httpx.Client(base_url=server.url, timeout=timeout, trust_env=False) as http:
+    wall = dict.fromkeys(servers, 0.0)
+    calls = 0  # the gateway's, from its meta: the minimal pipeline runs the same windows
+    with httpx.Client(timeout=timeout, trust_env=False) as http:
         for query in queries[:warmup]:
-            send(http, query)
-        cpu, wall = counters.process_cpu_seconds(server.pid), time.perf_counter()
-        calls = sum(send(http, query) for query in queries[warmup:])
-        cpu, wall = counters.process_cpu_seconds(server.pid) - cpu, time.perf_counter() - wall
-    return Measurement(len(queries) - warmup, calls or sum(calls_per_request or []), cpu, wall)
+            for server in servers.values():
+                send(http, server, query)
+        # Whole-phase CPU per process: what a server does after it answered (LiteLLM's logging tasks,
+        # the access line) belongs to the request, and runs while the next server is asked.
+        start = {name: counters.process_cpu_seconds(server.pid) for name, server in servers.items()}
+        for query in queries[warmup:]:
+            for name, server in servers.items():
+                started = time.perf_counter()
+                calls += send(http, server, query) or 0
+                wall[name] += time.perf_counter() - started
+        time.sleep(0.2)
+        cpu = {name: counters.process_cpu_seconds(server.pid) - start[name] for name, server in servers.items()}
+    requests = len(queries) - warmup
+    return {name: Measurement(requests, calls, cpu[name], wall[name]) for name in servers}
 
 
 def measure_bare(config: Path, workdir: Path, modes: list[str], count: int, warmup: int, documents: int,
@@ -257,11 +271,9 @@ def measure(servers: dict[str, harness.Server], config: Path, workdir: Path, arg
             queries: list[Query]) -> Run:
     run: Run = {side: {} for side in SIDES}
     for mode in args.modes:
-        run["gateway"][mode] = measure_server(servers["gateway"], mode, queries, args.warmup, args.documents,
-                                              min(args.timeout, 300.0))
-        calls = run["gateway"][mode].llm_calls // run["gateway"][mode].requests
-        run["minimal"][mode] = measure_server(servers["minimal"], mode, queries, args.warmup, args.documents,
-                                              min(args.timeout, 300.0), [calls] * args.requests)
+        measured = measure_servers(servers, mode, queries, args.warmup, args.documents, min(args.timeout, 300.0))
+        for side, measurement in measured.items():
+            run[side][mode] = measurement
     run["bare"] = measure_bare(config, workdir, args.modes, len(queries), args.warmup, args.documents, args.timeout)
     return run
 
