@@ -7,7 +7,8 @@ drifting load falls on both alike:
 
     gateway   the gateway process (cache off), from /proc/<pid>/stat
     bare      a child making exactly the gateway's LLM calls (its prompts, its arguments,
-              max_retries=0) with `litellm.acompletion`: gateway - bare, per LLM call, is the
+              max_retries=0, its event loop and heap settings) with `litellm.acompletion`:
+              gateway - bare, per LLM call, is the
               gateway's overhead outside LiteLLM (target <= 0.5 ms per call)
     minimal   `bench.minimal`, the ~150-line pipeline with the minimal prompt, as a server:
               the target is gateway <= minimal for a 100-document listwise miss
@@ -177,7 +178,12 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int,
             results[mode] = asdict(Measurement(requests, sum(len(b) for b in batches[warmup:]), cpu, wall))
         return results
 
-    return asyncio.run(run())
+    # The gateway's event loop and heap settings, so the difference is the gateway's code alone.
+    from gateway.server import loop_factory, settle_heap
+
+    settle_heap()
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(run())
 
 
 def format_table(run: Run) -> str:

@@ -49,11 +49,11 @@ def run(gateway: Gateway[RerankService], host: str, port: int, log_level: str,
         sockets: list[socket.socket] | None = None) -> None:
     """Serve until shut down, on uvloop (and uvicorn's httptools parser) when installed."""
     settle_heap()
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve(gateway, host, port, log_level, sockets))
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - a pinned dependency; asyncio's loop still works

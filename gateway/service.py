@@ -38,7 +38,7 @@ from gateway.strategies.base import Ranking, RankTask, Strategy, TokenUsage, off
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
 from gateway.strategies.registry import build_strategies, resolve
 from gateway.strategies.scoring import fuse, kendall_tau
-from gateway.strategies.tokens import count_text, encoding_name_for, get_encoding
+from gateway.strategies.tokens import count_text, encoding_name_for, get_encoding, word_bound
 from gateway.upstream.chain import RequestChat
 from gateway.upstream.resilience import RetryBudget
 from gateway.upstream.runtime import ModelRuntime, Upstreams, build_models
@@ -159,6 +159,8 @@ class RerankService:
             alias: get_encoding(rt.settings.encoding or encoding_name_for(rt.settings.litellm_model))
             for alias, rt in models.items()
         }
+        for encoding in set(self.encodings.values()):
+            word_bound(encoding)  # its vocabulary table (~0.1 s) is built now, not on a request
         # A reload keeps what it can: breakers and slots of unchanged upstreams, the retry
         # budget, and the cache (its keys already cover everything a config can change).
         self.upstreams = Upstreams(settings, models, previous.upstreams if previous else None)

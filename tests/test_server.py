@@ -16,8 +16,8 @@ def run(code: str) -> object:
 
 
 def test_the_server_runs_on_uvloop() -> None:
-    assert run("import json, uvloop; from gateway.server import _loop_factory; "
-               "print(json.dumps(_loop_factory() is uvloop.new_event_loop))") is True
+    assert run("import json, uvloop; from gateway.server import loop_factory; "
+               "print(json.dumps(loop_factory() is uvloop.new_event_loop))") is True
 
 
 def test_start_up_objects_are_frozen_and_collections_are_rarer() -> None:

@@ -90,7 +90,11 @@ def neutralize(text: str) -> str:
     text = fold(text)
     if ("<" in text or "[" in text or "&" in text) if text.isascii() else _MAY_MATCH.search(text):
         text = _defuse(text)
-    return " ".join(text.split())  # whitespace runs to one space, trimmed (str.split's whitespace is re's \s)
+    # Whitespace runs to one space, trimmed (str.split's whitespace is re's \s). Printable text has no
+    # whitespace but " ", so most passages are seen to be single-spaced already without splitting them.
+    if text.isprintable() and "  " not in text and not text.startswith(" ") and not text.endswith(" "):
+        return text
+    return " ".join(text.split())
 
 
 def _defuse(text: str) -> str:

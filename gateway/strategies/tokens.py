@@ -8,9 +8,11 @@ to truncate passages so a prompt always fits the model's context.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
+from itertools import accumulate, repeat
 
 import tiktoken
 
@@ -49,22 +51,54 @@ class WordBound:
     tiktoken's pre-tokenizer (cl100k and o200k alike) never joins characters across a space,
     except that a word takes the one space before it. So a text whose only whitespace is single
     spaces has exactly the tokens of its words (" word" for all but the first), each encoded alone,
-    and no word has more tokens than bytes. The bound is the text's bytes, less what each word met
+    and no text has more tokens than bytes. The bound is the text's bytes, less what each word met
     before saves (its bytes minus its tokens, remembered per word): a passage is bounded in a few
     passes in C instead of an encode (~45 µs, the largest CPU cost of a listwise miss), and
-    truncation only needs to know that it fits. Each text teaches the table a few words it lacks.
+    truncation only needs to know that it fits.
+
+    The table starts with the vocabulary's plain words (tiktoken emits a piece found whole in the
+    vocabulary as that one token), and each text teaches it a few words it lacks, up to `max_words`.
     """
 
-    def __init__(self, enc: tiktoken.Encoding, max_words: int = 100_000) -> None:
+    def __init__(self, enc: tiktoken.Encoding, max_words: int = 100_000, seed: bool = True) -> None:
         self.enc = enc
-        self.max_words = max_words  # ~15 MB at most, per encoding
+        self.max_words = max_words  # learned words, ~15 MB at most per encoding, beyond the seed
         # word -> tokens minus bytes of " word" (<= 0); the first word of a text is keyed b"\0word", alone.
-        self.savings: dict[bytes, int] = {}
+        self.savings: dict[bytes, int] = dict(_vocabulary_words(enc)) if seed else {}
+        self._room = len(self.savings) + max_words
 
     def __call__(self, text: str) -> int | None:
         """At least `text`'s tokens; None when the text is spaced otherwise (encode it instead)."""
         if not text:
             return 0
+        words = self._words(text, -1)
+        if words is None:
+            return None
+        return len(text.encode("utf-8")) + self._saved(words)
+
+    def fits(self, text: str, max_tokens: int) -> bool:
+        """Whether `text` has at most `max_tokens` tokens, shown without encoding it (False: not shown)."""
+        need = len(text.encode("utf-8", "surrogatepass")) - max_tokens  # bytes known words must save
+        if need <= 0:
+            return True
+        enough = partial(operator.ge, -need)
+        # Words are read only until they saved enough (accumulate and any stop there, all in C); a word
+        # saves ~4.5 bytes in English, so the first need/2 words nearly always do, and the rest of the
+        # text is bounded by its bytes. Failing that, every word is counted.
+        for prefix in (need // 2 + 4, -1):
+            words = self._words(text, prefix)
+            if words is None:
+                return False
+            if any(map(enough, accumulate(map(self.savings.get, words, repeat(0))))):
+                return True
+            self._learn(words)
+            if len(words) < prefix:  # no rest was left out
+                return False
+        return False
+
+    def _words(self, text: str, prefix: int) -> list[bytes] | None:
+        """The first `prefix` words of `text` (all of them with -1), the first one marked; None when the
+        text is spaced otherwise."""
         # Printable text has no whitespace but " " (str's whitespace holds tiktoken's \s); the search is
         # for the rest (MS MARCO's mojibake is full of C1 controls).
         if not text.isprintable() and _OTHER_SPACE.search(text):
@@ -73,20 +107,33 @@ class WordBound:
             data = text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: tiktoken replaces them before it encodes
             return None
-        words = data.split(b" ")
+        words = data.split(b" ", prefix)
+        if 0 <= prefix < len(words):
+            words.pop()  # the rest of the text, bounded by its bytes
         if b"" in words:  # double spaces, or spaces at either end
             return None
         words[0] = b"\0" + words[0]
+        return words
+
+    def _saved(self, words: list[bytes]) -> int:
+        """What `words` save (<= 0), learning a few of those not met yet."""
         savings = list(map(self.savings.get, words))  # None for a word not met yet: bounded by its bytes
-        if None in savings and len(self.savings) < self.max_words:
-            start = 0
-            for _ in range(_LEARN_PER_TEXT):
-                try:
-                    start = savings.index(None, start)
-                except ValueError:
-                    break
-                savings[start] = self.savings[words[start]] = self._saving(words[start])
-        return len(data) + sum(filter(None, savings))
+        if None in savings:
+            self._learn(words)
+            savings = list(map(self.savings.get, words))
+        return sum(filter(None, savings))
+
+    def _learn(self, words: list[bytes]) -> None:
+        """Remember what the first few of `words` not met yet save, while the table has room."""
+        if len(self.savings) >= self._room:
+            return
+        learned = 0
+        for word in words:
+            if word not in self.savings:
+                self.savings[word] = self._saving(word)
+                learned += 1
+                if learned == _LEARN_PER_TEXT:
+                    return
 
     def _saving(self, word: bytes) -> int:
         alone = word[1:] if word.startswith(b"\0") else b" " + word
@@ -95,6 +142,20 @@ class WordBound:
 
 _LEARN_PER_TEXT = 2
 _OTHER_SPACE = re.compile(r"[^\S ]")
+# A run of ASCII capitals then lower-case letters, after at most one space, is one pre-tokenizer
+# piece in cl100k and o200k alike.
+_PLAIN_WORD = re.compile(rb" ?[A-Z]*[a-z]*")
+
+
+@lru_cache(maxsize=8)
+def _vocabulary_words(enc: tiktoken.Encoding) -> dict[bytes, int]:
+    """The savings of every plain word that is one token of the vocabulary (~65k in cl100k, ~106k in o200k)."""
+    savings = {}
+    for token in enc.token_byte_values():
+        if len(token) > 1 and _PLAIN_WORD.fullmatch(token):
+            key = token[1:] if token.startswith(b" ") else b"\0" + token
+            savings[key] = 1 - len(token)
+    return savings
 
 
 @lru_cache(maxsize=8)
@@ -116,8 +177,7 @@ def truncate(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:
     text = text[: max(max_tokens, 0) * MAX_CHARS_PER_TOKEN]
     if len(text) <= max_tokens and len(text.encode("utf-8", "surrogatepass")) <= max_tokens:
         return text  # every token is at least one byte: this one fits without encoding it
-    bound = word_bound(enc)(text)
-    if bound is not None and bound <= max_tokens:
+    if word_bound(enc).fits(text, max_tokens):
         return text
     tokens = enc.encode(text, disallowed_special=())
     if len(tokens) <= max_tokens:

@@ -21,7 +21,7 @@ from gateway.config import ListwiseSettings
 from gateway.strategies.base import clean_answer
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import IDENTIFIER, instruction_line, safe_text
-from gateway.strategies.tokens import count_messages, count_text
+from gateway.strategies.tokens import count_messages, count_text, word_bound
 from gateway.upstream.chat import Message
 
 _NUMBER = re.compile(r"\d+")
@@ -37,6 +37,7 @@ class ListwiseJob:
     query: str
     passages: list[str]  # already neutralized and truncated
     instruction: str = ""
+    passage_tokens: int | None = None  # what each passage was truncated to (None: not known)
 
 
 def build_messages(prompt: Prompt, query: str, passages: list[str], instruction: str = "",
@@ -133,11 +134,19 @@ def prepare(
     extra = instruction_line(enc, instruction, context_window)
     budget = passage_budget(enc, prompt, query, settings, context_window, extra, largest)
     passages = [safe_text(enc, t, budget) or EMPTY_PASSAGE for t in texts]
-    return ListwiseJob(query, passages, extra)
+    return ListwiseJob(query, passages, extra, budget)
 
 
 # Tokens one passage may add beyond its own count where it meets the template around it.
 _BOUNDARY_SLACK = 2
+
+
+def passage_tokens(enc: tiktoken.Encoding, passage: str, truncated_to: int | None) -> int:
+    """At least `passage`'s tokens, and no more than it was truncated to: the word bound, which reads
+    a passage several times faster than encoding it, or the count when the bound cannot be had."""
+    bound = word_bound(enc)(passage)
+    tokens = bound if bound is not None else count_text(enc, passage)
+    return tokens if truncated_to is None else min(tokens, truncated_to)
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ class WindowCost:
         self.prompt = prompt
         self.job = job
         self.first = first
-        self.lengths = [count_text(enc, p) + _BOUNDARY_SLACK for p in job.passages]
+        self.lengths = [passage_tokens(enc, p, job.passage_tokens) + _BOUNDARY_SLACK for p in job.passages]
         self.largest = list(accumulate(sorted(self.lengths, reverse=True), initial=0))  # sum of the k longest
         self._skeletons: dict[tuple[int, bool], int] = {}
 

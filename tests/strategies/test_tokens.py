@@ -86,6 +86,49 @@ def test_the_word_bound_never_counts_fewer_tokens_than_tiktoken(name: str, words
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
+@given(words=words, budget=st.integers(min_value=0, max_value=120))
+@settings(max_examples=400, deadline=None)
+def test_what_the_bound_says_fits_does_fit(name: str, words: list[str], budget: int) -> None:
+    enc = get_encoding(name)
+    bound = WordBound(enc)
+    text = " ".join(words)
+    for _ in range(2):  # before and after it learned some of the words
+        if bound.fits(text, budget):
+            assert count_text(enc, text) <= budget
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_every_word_the_table_starts_with_is_what_tiktoken_counts(name: str) -> None:
+    enc = get_encoding(name)
+    seeded = WordBound(enc).savings
+    assert len(seeded) > 50_000  # the vocabulary's plain words, before any text taught it one
+    for key, saving in seeded.items():
+        alone = key[1:].decode() if key.startswith(b"\0") else " " + key.decode()
+        assert count_text(enc, alone) - len(alone.encode()) == saving, alone
+
+
+def test_a_passage_whose_first_words_save_too_little_is_counted_word_by_word() -> None:
+    enc = get_encoding("cl100k_base")
+    bound = WordBound(enc, seed=False)
+    head = " ".join(["xq"] * 200)  # " xq" is 2 tokens of 3 bytes: the first words save 1 byte each
+    tail = " ".join(["internationalization"] * 10)  # 2 tokens of 21 bytes, once known
+    bound(tail)
+    text = f"{head} {tail}"
+    read: list[int] = []
+    words = bound._words
+    bound._words = lambda t, prefix: read.append(prefix) or words(t, prefix)  # type: ignore[method-assign]
+    assert count_text(enc, text) <= 700 < len(text.encode())
+    assert bound.fits(text, 700)
+    assert read == [58, -1]  # the first 58 words saved too little; then every word was counted
+    assert not bound.fits(text, count_text(enc, text) - 1)
+
+
+@pytest.mark.parametrize("text", ["", "short", "x" * 300])
+def test_a_text_no_longer_in_bytes_than_the_budget_fits_unread(text: str) -> None:
+    assert WordBound(get_encoding("cl100k_base"), seed=False).fits(text, 300)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
 def test_once_every_word_is_known_the_bound_is_the_exact_count(name: str) -> None:
     from bench.trec import load_queries
 
@@ -101,14 +144,17 @@ def test_once_every_word_is_known_the_bound_is_the_exact_count(name: str) -> Non
 @pytest.mark.parametrize("text", ["two  spaces", " leading", "trailing ", "a\ttab", "a\nline", "nb\u00a0sp",
                                   "ideographic\u3000space", "next\x85line"])
 def test_texts_spaced_otherwise_are_not_bounded_by_words(text: str) -> None:
-    assert WordBound(get_encoding("cl100k_base"))(text) is None
+    bound = WordBound(get_encoding("cl100k_base"))
+    assert bound(text) is None
+    assert not bound.fits(text * 60, 10)  # encoded instead
 
 
 def test_what_the_table_remembers_is_bounded() -> None:
     bound = WordBound(get_encoding("cl100k_base"), max_words=10)
+    seeded = len(bound.savings)
     for i in range(50):
         bound(f"w{i} x{i} y{i}")
-    assert len(bound.savings) <= 11  # one text may pass the limit by its last word learned
+    assert len(bound.savings) <= seeded + 11  # one text may pass the limit by its last word learned
 
 
 @pytest.mark.parametrize("name", ENCODINGS)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import ListwiseSettings
-from gateway.strategies.tokens import count_messages
+from gateway.strategies.tokens import count_messages, count_text
 from gateway.strategies.window import (
     EMPTY_PASSAGE,
     build_messages,
     is_acknowledgement,
     parse_permutation,
     passage_budget,
+    passage_tokens,
     prepare,
 )
 from tests.support.scripted import ENC, prompt, window_passages
@@ -114,3 +115,14 @@ def test_a_larger_window_gets_shorter_passages() -> None:
 def test_only_the_multiturn_prompt_has_acknowledgements_to_echo() -> None:
     assert is_acknowledgement(prompt("rankgpt"), "Received passage [3].")
     assert not is_acknowledgement(prompt("listwise"), "Received passage [3].")
+
+
+def test_a_passage_costs_at_least_its_tokens_and_at_most_what_it_was_cut_to() -> None:
+    from bench.trec import load_queries
+
+    job = prepare(ENC, prompt("listwise"), "q", [c.text for c in load_queries("dl20")[0].candidates[:100]],
+                  ListwiseSettings(max_passage_tokens=60), 8192)
+    assert job.passage_tokens == 60
+    for passage in job.passages:
+        assert count_text(ENC, passage) <= passage_tokens(ENC, passage, job.passage_tokens) <= 60
+    assert passage_tokens(ENC, "tab\tspaced  text", None) == count_text(ENC, "tab\tspaced  text")  # no bound: counted
