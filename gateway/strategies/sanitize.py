@@ -78,7 +78,15 @@ def fold(text: str) -> str:
     circled digits and brackets, ligatures) with invisible characters removed."""
     if text.isascii():  # NFKC keeps ASCII as it is, and every invisible character is beyond it
         return text
-    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    text = unicodedata.normalize("NFKC", text)
+    try:
+        text.encode("latin-1")  # a copy, for the one-byte strings most non-ASCII passages are
+    except UnicodeEncodeError:
+        return _INVISIBLE.sub("", text)
+    return text.replace(SOFT_HYPHEN, "")  # the only invisible character below U+0100
+
+
+SOFT_HYPHEN = "\u00ad"
 
 
 def neutralize(text: str) -> str:

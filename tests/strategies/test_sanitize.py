@@ -114,6 +114,12 @@ def test_invisible_characters_cover_every_format_character() -> None:
     assert fold("a" + "".join(sorted(formats | ignorables)) + "b") == "ab"
 
 
+def test_the_soft_hyphen_is_the_only_invisible_character_below_u0100() -> None:
+    latin1 = "".join(map(chr, range(0x100)))
+    assert sanitize._INVISIBLE.findall(latin1) == [sanitize.SOFT_HYPHEN]
+    assert fold("co\u00adop\u00e9ration") == "coop\u00e9ration"
+
+
 def test_safe_text_works_on_a_bounded_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
     real = sanitize.neutralize
