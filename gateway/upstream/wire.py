@@ -51,16 +51,21 @@ class BoundedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         request.headers["accept-encoding"] = "identity"
         response = await self.inner.handle_async_request(request)
+        stream = response.stream
         try:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.limit:
                 raise AnswerTooLarge(self.limit)
-            body = await self._read(response)
+            read = await self._read(response)
         finally:
-            await response.aclose()
-        body = decompress(body, response.headers.get("content-encoding", ""), self.limit)
+            await stream.aclose()  # type: ignore[union-attr]
+        body = decompress(read, response.headers.get("content-encoding", ""), self.limit)
         if response.status_code == 200:
             body = clean_usage(body)
+        if body is read and "content-encoding" not in response.headers:
+            # What came is what LiteLLM reads, headers and all: the response is kept, with the bytes read.
+            response.stream = httpx.ByteStream(body)
+            return response
         headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _HOP_HEADERS]
         return httpx.Response(response.status_code, headers=headers, content=body, request=request,
                               extensions=response.extensions)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import math
 import zlib
 
+import httpx
 import pytest
 
-from gateway.upstream.wire import MAX_USAGE_COUNT, AnswerTooLarge, clean_usage, decompress, usage_count
+from gateway.upstream.wire import (
+    MAX_USAGE_COUNT,
+    AnswerTooLarge,
+    BoundedTransport,
+    clean_usage,
+    decompress,
+    usage_count,
+)
 
 
 @pytest.mark.parametrize(("value", "count"), [
@@ -42,3 +51,24 @@ def test_compressed_bodies_are_inflated_within_the_limit() -> None:
     assert decompress(zlib.compress(b"hello"), "deflate", 100) == b"hello"
     with pytest.raises(AnswerTooLarge):
         decompress(gzip.compress(b"0" * 10_000_000), "gzip", 1_000_000)  # a bomb: 10 kB that inflates to 10 MB
+
+
+@pytest.mark.parametrize(("encoding", "sent"), [(None, b'{"usage": {"prompt_tokens": 3}}'),
+                                               ("gzip", gzip.compress(b'{"usage": {"prompt_tokens": 3}}'))])
+def test_an_answer_reaches_litellm_as_plain_bytes_with_true_headers(encoding: str | None, sent: bytes) -> None:
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("accept-encoding"))
+        headers = {"content-type": "application/json", **({"content-encoding": encoding} if encoding else {})}
+        return httpx.Response(200, headers=headers, content=sent)
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=BoundedTransport(httpx.MockTransport(answer))) as client:
+            return await client.post("http://upstream/v1/chat/completions", json={})
+
+    response = asyncio.run(call())
+    assert seen == ["identity"]
+    assert response.json() == {"usage": {"prompt_tokens": 3}}
+    assert "content-encoding" not in response.headers
+    assert response.headers["content-length"] == str(len(response.content))
