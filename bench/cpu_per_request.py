@@ -2,13 +2,13 @@
 
 Three measurements of the same sequential requests (distinct TREC DL queries, so
 nothing is cached) to the same upstream (the simulator at ~0 ms), in one run; the
-gateway and the minimal pipeline are asked each query in turn, so a shared machine's
-drifting load falls on both alike:
+three are asked each query in turn, so a shared machine's drifting load falls on
+all alike:
 
     gateway   the gateway process (cache off), from /proc/<pid>/stat
-    bare      a child making exactly the gateway's LLM calls (its prompts, its arguments,
-              max_retries=0, its event loop and heap settings) with `litellm.acompletion`:
-              gateway - bare, per LLM call, is the
+    bare      a server replaying exactly the gateway's LLM calls for each query (its prompts,
+              its arguments, max_retries=0, its event loop and heap settings) with
+              `litellm.acompletion`: gateway - bare, per LLM call, is the
               gateway's overhead outside LiteLLM (target <= 0.5 ms per call)
     minimal   `bench.minimal`, the ~150-line pipeline with the minimal prompt, as a server:
               the target is gateway <= minimal for a 100-document listwise miss
@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +70,18 @@ def measure_servers(servers: dict[str, harness.Server], mode: str, queries: list
     server of a core)."""
     import httpx
 
-    def send(http: httpx.Client, server: harness.Server, query: Query) -> int | None:
-        body = {"query": query.query, "documents": [c.text for c in query.candidates[:documents]],
-                "model": harness.ALIASES[mode], "mode": harness.STRATEGIES[mode], "return_documents": False}
-        response = http.post(f"{server.url}/v1/rerank", json=body)
+    def send(http: httpx.Client, server: harness.Server, index: int) -> int | None:
+        query = queries[index]
+        if server.name == "bare":
+            response = http.post(f"{server.url}/replay", json={"mode": mode, "index": index})
+        else:
+            body = {"query": query.query, "documents": [c.text for c in query.candidates[:documents]],
+                    "model": harness.ALIASES[mode], "mode": harness.STRATEGIES[mode], "return_documents": False}
+            response = http.post(f"{server.url}/v1/rerank", json=body)
         if response.status_code != 200:
             raise RuntimeError(f"{server.name} {mode}: HTTP {response.status_code}: {response.text[:300]}")
+        if server.name == "bare":
+            return None
         meta = response.json().get("meta")
         if meta is not None and (meta["cached"] or meta["failed_calls"]):
             raise RuntimeError(f"{mode}: unexpected meta {meta}")
@@ -85,16 +90,16 @@ def measure_servers(servers: dict[str, harness.Server], mode: str, queries: list
     wall = dict.fromkeys(servers, 0.0)
     calls = 0  # the gateway's, from its meta: the minimal pipeline runs the same windows
     with httpx.Client(timeout=timeout, trust_env=False) as http:
-        for query in queries[:warmup]:
+        for index in range(warmup):
             for server in servers.values():
-                send(http, server, query)
+                send(http, server, index)
         # Whole-phase CPU per process: what a server does after it answered (LiteLLM's logging tasks,
         # the access line) belongs to the request, and runs while the next server is asked.
         start = {name: counters.process_cpu_seconds(server.pid) for name, server in servers.items()}
-        for query in queries[warmup:]:
+        for index in range(warmup, len(queries)):
             for name, server in servers.items():
                 started = time.perf_counter()
-                calls += send(http, server, query) or 0
+                calls += send(http, server, index) or 0
                 wall[name] += time.perf_counter() - started
         time.sleep(0.2)
         cpu = {name: counters.process_cpu_seconds(server.pid) - start[name] for name, server in servers.items()}
@@ -102,28 +107,27 @@ def measure_servers(servers: dict[str, harness.Server], mode: str, queries: list
     return {name: Measurement(requests, calls, cpu[name], wall[name]) for name in servers}
 
 
-def measure_bare(config: Path, workdir: Path, modes: list[str], count: int, warmup: int, documents: int,
-                 timeout: float) -> dict[str, Measurement]:
-    args = ["-m", "bench.cpu_per_request", "--bare-child", "--config", str(config), "--requests",
-            str(count - warmup), "--warmup", str(warmup), "--modes", ",".join(modes), "--documents", str(documents)]
-    output = harness.run_child(args, workdir / "bare.log", timeout, "bare LiteLLM child")
-    result = json.loads(output.strip().splitlines()[-1])
-    return {mode: Measurement(**values) for mode, values in result.items()}
+# --- the bare side: a server that replays the gateway's calls for a query, with nothing around them ---
 
-
-# --- the baseline child: imports gateway (offline switches) before litellm ---
-
-def bare_child(config: Path, modes: list[str], requests: int, warmup: int,
-               documents: int) -> dict[str, dict[str, Any]]:
+def bare_server(config: Path, modes: list[str], count: int, documents: int, port: int) -> None:
+    """Serve `POST /replay {"mode", "index"}`: the gateway's LLM calls for query `index`, built at start-up
+    (its prompts, its arguments, max_retries=0) and made with `litellm.acompletion` on the gateway's
+    event loop and heap settings. Asked in turn with the other two, it shares their drifting load."""
     # Order matters: gateway sets LITELLM_LOCAL_MODEL_COST_MAP etc. before litellm loads.
     import gateway  # noqa: F401, I001
     from gateway.strategies import sliding, window
     from gateway.strategies import pointwise
     from gateway.config import load_settings
+    from gateway.server import loop_factory, settle_heap
     from gateway.strategies.prompts import default_prompts_dir, load_prompts
     from gateway.strategies.tokens import get_encoding
 
     import litellm
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
 
     from gateway.upstream.litellm_client import register_prices
 
@@ -136,7 +140,7 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int,
             "max_retries": 0, "api_base": model.resolved_api_base(), "api_key": model.resolved_api_key()}
 
     def calls_for(mode: str, query: Query) -> list[dict[str, Any]]:
-        """The gateway's prompts for one request, built before timing starts."""
+        """The gateway's prompts for one request, built before anything is measured."""
         texts = [c.text for c in query.candidates[:documents]]
         if mode == "listwise":
             s = settings.listwise
@@ -151,39 +155,36 @@ def bare_child(config: Path, modes: list[str], requests: int, warmup: int,
         return [{"messages": m, "max_tokens": 1, "logprobs": True, "top_logprobs": p.top_logprobs}
                 for m in conversations]
 
-    async def one_request(mode: str, calls: list[dict[str, Any]]) -> None:
-        if mode == "listwise":  # the sliding window is sequential
-            for call in calls:
-                (await litellm.acompletion(**base, **call)).choices[0].message.content  # noqa: B018
-            return
-        limit = asyncio.Semaphore(settings.pointwise.concurrency)
+    queries = benchmark_queries(count)
+    calls = {mode: [calls_for(mode, q) for q in queries] for mode in modes}
+    limit = asyncio.Semaphore(settings.pointwise.concurrency)
 
-        async def judge(call: dict[str, Any]) -> None:
-            async with limit:
-                (await litellm.acompletion(**base, **call)).choices[0].message.content  # noqa: B018
+    async def call(kwargs: dict[str, Any]) -> None:
+        (await litellm.acompletion(**base, **kwargs)).choices[0].message.content  # noqa: B018
 
-        await asyncio.gather(*(judge(call) for call in calls))
+    async def judge(kwargs: dict[str, Any]) -> None:
+        async with limit:
+            await call(kwargs)
 
-    async def run() -> dict[str, dict[str, Any]]:
-        results: dict[str, dict[str, Any]] = {}
-        queries = benchmark_queries(warmup + requests)
-        for mode in modes:
-            batches = [calls_for(mode, q) for q in queries]
-            for calls in batches[:warmup]:
-                await one_request(mode, calls)
-            cpu, wall = counters.process_cpu_seconds(), time.perf_counter()
-            for calls in batches[warmup:]:
-                await one_request(mode, calls)
-            cpu, wall = counters.process_cpu_seconds() - cpu, time.perf_counter() - wall
-            results[mode] = asdict(Measurement(requests, sum(len(b) for b in batches[warmup:]), cpu, wall))
-        return results
+    async def replay(request: Request) -> JSONResponse:
+        body = await request.json()
+        batch = calls[body["mode"]][body["index"]]
+        if body["mode"] == "listwise":  # the sliding window is sequential
+            for kwargs in batch:
+                await call(kwargs)
+        else:
+            await asyncio.gather(*(judge(kwargs) for kwargs in batch))
+        return JSONResponse({"llm_calls": len(batch)})
 
-    # The gateway's event loop and heap settings, so the difference is the gateway's code alone.
-    from gateway.server import loop_factory, settle_heap
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
 
+    app = Starlette(routes=[Route("/replay", replay, methods=["POST"]), Route("/health", health)])
     settle_heap()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False))
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(run())
+        runner.run(server.serve())
 
 
 def format_table(run: Run) -> str:
@@ -262,7 +263,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cli.add_smoke(parser)
     cli.add_output(parser, "cpu_per_request")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for each side of the run")
-    parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:
@@ -273,21 +274,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def measure(servers: dict[str, harness.Server], config: Path, workdir: Path, args: argparse.Namespace,
-            queries: list[Query]) -> Run:
+def measure(servers: dict[str, harness.Server], args: argparse.Namespace, queries: list[Query]) -> Run:
     run: Run = {side: {} for side in SIDES}
     for mode in args.modes:
         measured = measure_servers(servers, mode, queries, args.warmup, args.documents, min(args.timeout, 300.0))
         for side, measurement in measured.items():
             run[side][mode] = measurement
-    run["bare"] = measure_bare(config, workdir, args.modes, len(queries), args.warmup, args.documents, args.timeout)
     return run
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.bare_child:
-        print(json.dumps(bare_child(args.config, args.modes, args.requests, args.warmup, args.documents)))
+    if args.bare_server:
+        bare_server(args.config, args.modes, args.warmup + args.requests, args.documents, args.bare_server)
         return 0
     queries = benchmark_queries(args.warmup + args.requests)
     with harness.workdir() as workdir:
@@ -295,17 +294,23 @@ def main(argv: list[str] | None = None) -> int:
             target = up.target("instant")
             aliases = {harness.ALIASES[kind]: choice for kind, choice in harness.baseline_aliases(target).items()}
             config = harness.write_gateway_config(workdir / "config.toml", aliases, request_timeout=300)
+            port = harness.free_port()
             servers = {"gateway": harness.start_gateway(config, workdir, log_level="warning"),
+                       "bare": harness.Server("bare", harness.spawn([
+                           "-m", "bench.cpu_per_request", "--bare-server", str(port), "--config", str(config),
+                           "--requests", str(args.requests), "--warmup", str(args.warmup),
+                           "--modes", ",".join(args.modes), "--documents", str(args.documents)],
+                           workdir / "bare.log"), port, workdir / "bare.log"),
                        "minimal": harness.start_module("minimal", "bench.minimal", [
                            "--api-base", target.api_base, "--model", target.model], workdir)}
             bar = plot.progress(args.repeat, "cpu_per_request")
             try:
                 for server in servers.values():
-                    server.wait_ready("/health")
+                    server.wait_ready("/health", timeout=300)  # the bare server builds every prompt first
                 runs = []
                 for number in range(args.repeat):
                     bar.set_postfix_str(f"run {number + 1}")
-                    runs.append(measure(servers, config, workdir, args, queries))
+                    runs.append(measure(servers, args, queries))
                     bar.update()
             finally:
                 bar.close()
