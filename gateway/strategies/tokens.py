@@ -62,10 +62,9 @@ class WordBound:
 
     def __init__(self, enc: tiktoken.Encoding, max_words: int = 100_000, seed: bool = True) -> None:
         self.enc = enc
-        self.max_words = max_words  # learned words, ~15 MB at most per encoding, beyond the seed
         # word -> tokens minus bytes of " word" (<= 0); the first word of a text is keyed b"\0word", alone.
         self.savings: dict[bytes, int] = dict(_vocabulary_words(enc)) if seed else {}
-        self._room = len(self.savings) + max_words
+        self._room = len(self.savings) + max_words  # learned words: ~15 MB at most per encoding, beyond the seed
 
     def __call__(self, text: str) -> int | None:
         """At least `text`'s tokens; None when the text is spaced otherwise (encode it instead)."""
@@ -175,9 +174,7 @@ def truncate(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:
     """Cut `text` to at most `max_tokens` tokens, on a token boundary."""
     # Encoding is linear in the text: a long document is sliced first instead of encoded whole.
     text = text[: max(max_tokens, 0) * MAX_CHARS_PER_TOKEN]
-    if len(text) <= max_tokens and len(text.encode("utf-8", "surrogatepass")) <= max_tokens:
-        return text  # every token is at least one byte: this one fits without encoding it
-    if word_bound(enc).fits(text, max_tokens):
+    if word_bound(enc).fits(text, max_tokens):  # a text no longer in bytes than the budget, first of all
         return text
     tokens = enc.encode(text, disallowed_special=())
     if len(tokens) <= max_tokens:
