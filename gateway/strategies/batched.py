@@ -41,7 +41,7 @@ from gateway.strategies.pointwise import (
 )
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import instruction_line, safe_text
-from gateway.strategies.tokens import count_messages
+from gateway.strategies.tokens import count_messages, count_messages_above
 from gateway.strategies.window import EMPTY_PASSAGE
 from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest, Message
 
@@ -133,7 +133,8 @@ class BatchedPointwise:
         query = safe_text(enc, task.query, task.context_window // 4)
         extra = instruction_line(enc, task.instruction, task.context_window)
         size = min(settings.batch_size, len(texts))
-        skeleton = count_messages(enc, build_messages(self.prompt, query, [""] * size, max_label, extra))
+        full = task.context_window - (_TOKENS_PER_LINE + settings.max_passage_tokens) * size
+        skeleton = count_messages_above(enc, build_messages(self.prompt, query, [""] * size, max_label, extra), full)
         room = task.context_window - skeleton - _TOKENS_PER_LINE * size
         budget = min(settings.max_passage_tokens, max(16, room // size))
         passages = [safe_text(enc, t, budget) or EMPTY_PASSAGE for t in texts]

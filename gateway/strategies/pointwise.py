@@ -28,7 +28,7 @@ from gateway.strategies.base import (
 )
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import instruction_line, safe_text
-from gateway.strategies.tokens import count_messages
+from gateway.strategies.tokens import count_messages, count_messages_above
 from gateway.upstream.chat import ChatClient, ChatReply, ChatRequest, Message
 
 # A document whose call or parse failed scores this, and sorts after every
@@ -103,7 +103,8 @@ def conversation_builder(
     """A function from a document's text to its conversation, the passage cut to fit the context."""
     query = safe_text(enc, query, context_window // 4)
     extra = instruction_line(enc, instruction, context_window)
-    skeleton = count_messages(enc, build_messages(prompt, query, "", settings.max_label, extra))
+    full = context_window - 8 - settings.max_passage_tokens
+    skeleton = count_messages_above(enc, build_messages(prompt, query, "", settings.max_label, extra), full)
     budget = min(settings.max_passage_tokens, max(16, context_window - skeleton - 8))
     system = system_text(prompt, settings.max_label)  # the same rubric for every document
     return lambda text: build_messages(prompt, query, safe_text(enc, text, budget), settings.max_label, extra,

@@ -96,13 +96,24 @@ def neutralize(text: str) -> str:
     on every passage of every miss, so each step is skipped where it cannot match.
     """
     text = fold(text)
-    if ("<" in text or "[" in text or "&" in text) if text.isascii() else _MAY_MATCH.search(text):
-        text = _defuse(text)
-    # Whitespace runs to one space, trimmed (str.split's whitespace is re's \s). Printable text has no
-    # whitespace but " ", so most passages are seen to be single-spaced already without splitting them.
-    if text.isprintable() and "  " not in text and not text.startswith(" ") and not text.endswith(" "):
+    if text.isascii():
+        if "<" in text or "[" in text or "&" in text:
+            text = _defuse(text)
+        # Most passages are seen to be single-spaced already without splitting them: a few scans in C for
+        # ASCII's other whitespace cost less than one isprintable.
+        spaced = not any(map(text.__contains__, _ASCII_OTHER_SPACE))
+    else:
+        if _MAY_MATCH.search(text):
+            text = _defuse(text)
+        spaced = text.isprintable()  # printable text has no whitespace but " "
+    # Whitespace runs to one space, trimmed (str.split's whitespace is re's \s).
+    if spaced and "  " not in text and not text.startswith(" ") and not text.endswith(" "):
         return text
     return " ".join(text.split())
+
+
+# ASCII's whitespace but the space, for str.split (and re's \s) alike.
+_ASCII_OTHER_SPACE = "\t\n\v\f\r\x1c\x1d\x1e\x1f"
 
 
 def _defuse(text: str) -> str:
@@ -122,7 +133,7 @@ def safe_text(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:
     The cut keeps a prefix that holds more than `max_tokens` tokens of any text (the same bound
     `truncate` slices by), so defusing never runs over the rest of a long document.
     """
-    return truncate(enc, neutralize(text[: max(max_tokens, 0) * MAX_CHARS_PER_TOKEN]), max_tokens)
+    return truncate(enc, neutralize(text[: max(max_tokens, 0) * MAX_CHARS_PER_TOKEN]), max_tokens, spaced=True)
 
 
 def instruction_line(enc: tiktoken.Encoding, instruction: str | None, context_window: int) -> str:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Sequence
-from functools import lru_cache, partial
-from itertools import accumulate, repeat
+from functools import lru_cache
+from itertools import compress, repeat
 
 import tiktoken
 
@@ -46,13 +46,15 @@ def get_encoding(name: str) -> tiktoken.Encoding:
 
 
 class WordBound:
-    """A cheap upper bound on the tokens of a single-spaced text (as `neutralize` leaves passages).
+    """A cheap upper bound on the tokens of a text whose only whitespace is spaces (as `neutralize`
+    leaves passages).
 
     tiktoken's pre-tokenizer (cl100k and o200k alike) never joins characters across a space,
-    except that a word takes the one space before it. So a text whose only whitespace is single
-    spaces has exactly the tokens of its words (" word" for all but the first), each encoded alone,
-    and no text has more tokens than bytes. The bound is the text's bytes, less what each word met
-    before saves (its bytes minus its tokens, remembered per word): a passage is bounded in a few
+    except that a word takes the one space before it; a run of spaces gives its other spaces a
+    piece of their own, no longer than they are. So such a text has at most the tokens of its
+    space-separated words (" word" for all but the first), each encoded alone, plus one per extra
+    space, and no text has more tokens than bytes. The bound is the text's bytes, less what each word
+    met before saves (its tokens minus its bytes, remembered per word): a passage is bounded in a few
     passes in C instead of an encode (~45 µs, the largest CPU cost of a listwise miss), and
     truncation only needs to know that it fits.
 
@@ -62,83 +64,86 @@ class WordBound:
 
     def __init__(self, enc: tiktoken.Encoding, max_words: int = 100_000, seed: bool = True) -> None:
         self.enc = enc
-        # word -> tokens minus bytes of " word" (<= 0); the first word of a text is keyed b"\0word", alone.
-        self.savings: dict[bytes, int] = dict(_vocabulary_words(enc)) if seed else {}
+        # word -> tokens minus bytes of " word" (<= 0); a text's first word is keyed "\tword", alone (no
+        # word holds a tab: texts with whitespace but spaces are not bounded).
+        self.savings: dict[str, int] = dict(_vocabulary_words(enc)) if seed else {}
+        # The empty words of a run of spaces: each of its other spaces costs at most its byte.
+        self.savings.update({"": 0, _FIRST: 0})
+        self._saving_of = self.savings.get
         self._room = len(self.savings) + max_words  # learned words: ~15 MB at most per encoding, beyond the seed
 
     def __call__(self, text: str) -> int | None:
-        """At least `text`'s tokens; None when the text is spaced otherwise (encode it instead)."""
-        if not text:
-            return 0
-        words = self._words(text, -1)
-        if words is None:
+        """At least `text`'s tokens; None when it holds whitespace other than spaces, or lone surrogates
+        (encode it instead)."""
+        size = _utf8_size(text)
+        if size is None or (not text.isprintable() and _OTHER_SPACE.search(text)):
             return None
-        return len(text.encode("utf-8")) + self._saved(words)
+        words = text.split(" ")
+        words[0] = _FIRST + words[0]
+        return size + self._saved(words)
 
-    def fits(self, text: str, max_tokens: int) -> bool:
-        """Whether `text` has at most `max_tokens` tokens, shown without encoding it (False: not shown)."""
-        need = len(text.encode("utf-8", "surrogatepass")) - max_tokens  # bytes known words must save
+    def fits(self, text: str, max_tokens: int, spaced: bool = False) -> bool:
+        """Whether `text` has at most `max_tokens` tokens, shown without encoding it (False: not shown).
+        `spaced`: the caller knows the text holds no whitespace but spaces (`neutralize`'s output)."""
+        size = _utf8_size(text)
+        if size is None:
+            return False
+        need = size - max_tokens  # bytes known words must save
         if need <= 0:
             return True
-        enough = partial(operator.ge, -need)
-        # Words are read only until they saved enough (accumulate and any stop there, all in C); a word
-        # saves ~4.5 bytes in English, so the first need/2 words nearly always do, and the rest of the
-        # text is bounded by its bytes. Failing that, every word is counted.
-        for prefix in (need // 2 + 4, -1):
-            words = self._words(text, prefix)
-            if words is None:
-                return False
-            if any(map(enough, accumulate(map(self.savings.get, words, repeat(0))))):
-                return True
-            self._learn(words)
-            if len(words) < prefix:  # no rest was left out
-                return False
-        return False
+        if not spaced and not text.isprintable() and _OTHER_SPACE.search(text):
+            return False
+        # A word saves ~4.5 bytes in English, so the first need/2 words nearly always save enough; the rest
+        # of the text (the split's last item, which holds spaces and so is no word) is bounded by its bytes.
+        words = text.split(" ", need // 2 + 4)
+        words[0] = _FIRST + words[0]
+        if sum(map(self._saving_of, words, repeat(0))) <= -need:
+            return True
+        self._learn(words)
+        return self._tokens(text, size) <= max_tokens
 
-    def _words(self, text: str, prefix: int) -> list[bytes] | None:
-        """The first `prefix` words of `text` (all of them with -1), the first one marked; None when the
-        text is spaced otherwise."""
-        # Printable text has no whitespace but " " (str's whitespace holds tiktoken's \s); the search is
-        # for the rest (MS MARCO's mojibake is full of C1 controls).
-        if not text.isprintable() and _OTHER_SPACE.search(text):
-            return None
-        try:
-            data = text.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: tiktoken replaces them before it encodes
-            return None
-        words = data.split(b" ", prefix)
-        if 0 <= prefix < len(words):
-            words.pop()  # the rest of the text, bounded by its bytes
-        if b"" in words:  # double spaces, or spaces at either end
-            return None
-        words[0] = b"\0" + words[0]
-        return words
+    def _tokens(self, text: str, size: int) -> int:
+        """At least `text`'s tokens: its known words from the table, the others encoded in one call.
 
-    def _saved(self, words: list[bytes]) -> int:
+        Words are encoded alone, so the unknown ones joined by spaces have the tokens they have in the
+        text (a few percent of a passage's characters, where encoding all of it was the cost).
+        """
+        words = text.split(" ")
+        words[0] = _FIRST + words[0]
+        savings = list(map(self._saving_of, words))
+        unknown = " ".join(compress(words, map(operator.is_, savings, repeat(None))))
+        if not unknown:
+            return size + sum(savings)  # type: ignore[arg-type]  # (no None among them)
+        rest = unknown[1:] if unknown.startswith(_FIRST) else " " + unknown  # as the words stand in the text
+        return (size + sum(filter(None, savings)) - len(rest.encode("utf-8"))
+                + len(self.enc.encode(rest, disallowed_special=())))
+
+    def _saved(self, words: list[str]) -> int:
         """What `words` save (<= 0), learning a few of those not met yet."""
-        savings = list(map(self.savings.get, words))  # None for a word not met yet: bounded by its bytes
+        savings = list(map(self._saving_of, words))  # None for a word not met yet: bounded by its bytes
         if None in savings:
             self._learn(words)
-            savings = list(map(self.savings.get, words))
+            savings = list(map(self._saving_of, words))
         return sum(filter(None, savings))
 
-    def _learn(self, words: list[bytes]) -> None:
+    def _learn(self, words: list[str]) -> None:
         """Remember what the first few of `words` not met yet save, while the table has room."""
         if len(self.savings) >= self._room:
             return
         learned = 0
         for word in words:
-            if word not in self.savings:
+            if word not in self.savings and " " not in word:  # (a split's unsplit rest is no word)
                 self.savings[word] = self._saving(word)
                 learned += 1
                 if learned == _LEARN_PER_TEXT:
                     return
 
-    def _saving(self, word: bytes) -> int:
-        alone = word[1:] if word.startswith(b"\0") else b" " + word
-        return len(self.enc.encode(alone.decode("utf-8"), disallowed_special=())) - len(alone)
+    def _saving(self, word: str) -> int:
+        alone = word[1:] if word.startswith(_FIRST) else " " + word
+        return len(self.enc.encode(alone, disallowed_special=())) - len(alone.encode("utf-8"))
 
 
+_FIRST = "\t"
 _LEARN_PER_TEXT = 2
 _OTHER_SPACE = re.compile(r"[^\S ]")
 # A run of ASCII capitals then lower-case letters, after at most one space, is one pre-tokenizer
@@ -146,14 +151,28 @@ _OTHER_SPACE = re.compile(r"[^\S ]")
 _PLAIN_WORD = re.compile(rb" ?[A-Z]*[a-z]*")
 
 
+def _bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _utf8_size(text: str) -> int | None:
+    """`text`'s length in UTF-8; None when it holds lone surrogates (which tiktoken replaces)."""
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
 @lru_cache(maxsize=8)
-def _vocabulary_words(enc: tiktoken.Encoding) -> dict[bytes, int]:
+def _vocabulary_words(enc: tiktoken.Encoding) -> dict[str, int]:
     """The savings of every plain word that is one token of the vocabulary (~65k in cl100k, ~106k in o200k)."""
     savings = {}
     for token in enc.token_byte_values():
         if len(token) > 1 and _PLAIN_WORD.fullmatch(token):
-            key = token[1:] if token.startswith(b" ") else b"\0" + token
-            savings[key] = 1 - len(token)
+            word = token.decode("ascii")
+            savings[word[1:] if word.startswith(" ") else _FIRST + word] = 1 - len(token)
     return savings
 
 
@@ -170,11 +189,19 @@ def count_messages(enc: tiktoken.Encoding, messages: Sequence[Message]) -> int:
     return 3 + sum(3 + count_text(enc, m["role"]) + count_text(enc, m["content"]) for m in messages)
 
 
-def truncate(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:
-    """Cut `text` to at most `max_tokens` tokens, on a token boundary."""
+def count_messages_above(enc: tiktoken.Encoding, messages: Sequence[Message], enough: int) -> int:
+    """At least `messages`' tokens: their count when their bytes (no text has more tokens) are over
+    `enough`, else the bytes. A prompt's skeleton usually leaves room to spare, seen without encoding it."""
+    bound = 3 + sum(3 + _bytes(m["role"]) + _bytes(m["content"]) for m in messages)
+    return bound if bound <= enough else count_messages(enc, messages)
+
+
+def truncate(enc: tiktoken.Encoding, text: str, max_tokens: int, spaced: bool = False) -> str:
+    """Cut `text` to at most `max_tokens` tokens, on a token boundary. `spaced`: it holds no whitespace
+    but spaces (`WordBound.fits`)."""
     # Encoding is linear in the text: a long document is sliced first instead of encoded whole.
     text = text[: max(max_tokens, 0) * MAX_CHARS_PER_TOKEN]
-    if word_bound(enc).fits(text, max_tokens):  # a text no longer in bytes than the budget, first of all
+    if word_bound(enc).fits(text, max_tokens, spaced):  # a text no longer in bytes than the budget, first of all
         return text
     tokens = enc.encode(text, disallowed_special=())
     if len(tokens) <= max_tokens:

@@ -21,7 +21,7 @@ from gateway.config import ListwiseSettings
 from gateway.strategies.base import clean_answer
 from gateway.strategies.prompts import Prompt
 from gateway.strategies.sanitize import IDENTIFIER, instruction_line, safe_text
-from gateway.strategies.tokens import count_messages, count_text, word_bound
+from gateway.strategies.tokens import count_messages, count_messages_above, count_text, word_bound
 from gateway.upstream.chat import Message
 
 _NUMBER = re.compile(r"\d+")
@@ -119,7 +119,8 @@ def passage_budget(
     """Tokens each passage may use so the largest window a strategy sends (`largest`, else
     `settings.window`) fits the model's context."""
     window = largest or settings.window
-    skeleton = count_messages(enc, build_messages(prompt, query, [""] * window, instruction))
+    full = context_window - output_tokens(settings.window) - settings.max_passage_tokens * window
+    skeleton = count_messages_above(enc, build_messages(prompt, query, [""] * window, instruction), full)
     room = context_window - skeleton - output_tokens(settings.window)
     # The floor keeps passages readable in a tiny context; a lower configured or
     # client-requested budget still wins.

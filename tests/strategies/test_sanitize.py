@@ -160,3 +160,8 @@ _TRICKY = ("ab [1]<>/passage|&lt;gt;INST\t\n\u00a0\u2003\u3000\u200b\u200d\u2060
 @settings(max_examples=500, deadline=None)
 def test_shortcuts_agree_with_the_plain_definition(text: str) -> None:
     assert neutralize(text) == _reference(text)
+
+
+@pytest.mark.parametrize("space", [c for c in map(chr, range(128)) if c.isspace()])
+def test_every_ascii_whitespace_collapses_to_one_space(space: str) -> None:
+    assert neutralize(f"a{space}b{space}{space}c") == "a b c"

@@ -67,14 +67,20 @@ def test_truncation_keeps_what_fits_and_cuts_to_the_budget(text: str, budget: in
 
 
 ENCODINGS = ["cl100k_base", "o200k_base"]
-# Words of any characters but whitespace, joined by single spaces: the shape `neutralize` leaves.
+# Words of any characters but whitespace (a control character, "\0" included, may start one), joined by
+# single spaces: the shape `neutralize` leaves.
 words = st.lists(st.text(st.characters(blacklist_categories=["Zs", "Zl", "Zp", "Cs"],
                                        blacklist_characters="\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"),
                          min_size=1, max_size=12), max_size=30)
+# The same words with runs of spaces anywhere, at either end too: what a cut may leave.
+spaced_words = st.lists(st.one_of(st.text(st.characters(blacklist_categories=["Zs", "Zl", "Zp", "Cs"],
+                                                        blacklist_characters="\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"),
+                                          max_size=12), st.sampled_from(["", "the", "\0the", "'s", "12", "a,"])),
+                        max_size=30)
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
-@given(words=words)
+@given(words=st.one_of(words, spaced_words))
 @settings(max_examples=400, deadline=None)
 def test_the_word_bound_never_counts_fewer_tokens_than_tiktoken(name: str, words: list[str]) -> None:
     enc = get_encoding(name)
@@ -86,15 +92,22 @@ def test_the_word_bound_never_counts_fewer_tokens_than_tiktoken(name: str, words
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
-@given(words=words, budget=st.integers(min_value=0, max_value=120))
+@given(words=st.one_of(words, spaced_words), budget=st.integers(min_value=0, max_value=120))
 @settings(max_examples=400, deadline=None)
 def test_what_the_bound_says_fits_does_fit(name: str, words: list[str], budget: int) -> None:
     enc = get_encoding(name)
     bound = WordBound(enc)
     text = " ".join(words)
     for _ in range(2):  # before and after it learned some of the words
-        if bound.fits(text, budget):
+        if bound.fits(text, budget, spaced=True):
             assert count_text(enc, text) <= budget
+
+
+def test_a_word_that_starts_with_a_control_character_is_not_taken_for_a_first_word() -> None:
+    enc = get_encoding("cl100k_base")
+    bound = WordBound(enc)
+    text = " ".join(["\0international"] * 40)  # "\0international" is no first word "international"
+    assert bound(text) >= count_text(enc, text)
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
@@ -103,24 +116,32 @@ def test_every_word_the_table_starts_with_is_what_tiktoken_counts(name: str) -> 
     seeded = WordBound(enc).savings
     assert len(seeded) > 50_000  # the vocabulary's plain words, before any text taught it one
     for key, saving in seeded.items():
-        alone = key[1:].decode() if key.startswith(b"\0") else " " + key.decode()
+        alone = key[1:] if key.startswith("\t") else " " + key
         assert count_text(enc, alone) - len(alone.encode()) == saving, alone
 
 
-def test_a_passage_whose_first_words_save_too_little_is_counted_word_by_word() -> None:
+def test_a_passage_is_read_only_as_far_as_its_budget_needs() -> None:
     enc = get_encoding("cl100k_base")
-    bound = WordBound(enc, seed=False)
-    head = " ".join(["xq"] * 200)  # " xq" is 2 tokens of 3 bytes: the first words save 1 byte each
-    tail = " ".join(["internationalization"] * 10)  # 2 tokens of 21 bytes, once known
-    bound(tail)
-    text = f"{head} {tail}"
-    read: list[int] = []
-    words = bound._words
-    bound._words = lambda t, prefix: read.append(prefix) or words(t, prefix)  # type: ignore[method-assign]
-    assert count_text(enc, text) <= 700 < len(text.encode())
-    assert bound.fits(text, 700)
-    assert read == [58, -1]  # the first 58 words saved too little; then every word was counted
-    assert not bound.fits(text, count_text(enc, text) - 1)
+    bound = WordBound(enc)
+    known = " ".join(["information"] * 40)  # a token of 12 bytes each (11 for the first)
+    unread = " " + " ".join(["xq"] * 1000)  # past what the budget needs: bounded by their bytes, unread
+    bound.enc = None  # type: ignore[assignment]  # nothing is encoded
+    assert bound.fits(known + unread, 40 + len(unread))
+    assert count_text(enc, known + unread) <= 40 + len(unread)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_a_passage_the_first_words_cannot_show_fits_is_counted_with_its_unknown_words_encoded_alone(name: str) -> None:
+    from bench.trec import load_queries
+
+    enc = get_encoding(name)
+    bound = WordBound(enc)
+    for query in load_queries("dl19")[:2]:
+        for candidate in query.candidates[:100]:
+            passage = neutralize(candidate.text)
+            tokens = count_text(enc, passage)
+            assert bound.fits(passage, tokens, spaced=True)  # exact: single-spaced words are encoded alone
+            assert not bound.fits(passage, tokens - 1, spaced=True)
 
 
 @pytest.mark.parametrize("text", ["", "short", "x" * 300])
@@ -141,12 +162,18 @@ def test_once_every_word_is_known_the_bound_is_the_exact_count(name: str) -> Non
     assert [bound(p) for p in passages] == [count_text(enc, p) for p in passages]
 
 
-@pytest.mark.parametrize("text", ["two  spaces", " leading", "trailing ", "a\ttab", "a\nline", "nb\u00a0sp",
-                                  "ideographic\u3000space", "next\x85line"])
-def test_texts_spaced_otherwise_are_not_bounded_by_words(text: str) -> None:
+@pytest.mark.parametrize("text", ["a\ttab", "a\nline", "nb\u00a0sp", "ideographic\u3000space", "next\x85line",
+                                  "lone \ud800 surrogate"])
+def test_texts_with_whitespace_but_spaces_are_not_bounded_by_words(text: str) -> None:
     bound = WordBound(get_encoding("cl100k_base"))
     assert bound(text) is None
     assert not bound.fits(text * 60, 10)  # encoded instead
+
+
+@pytest.mark.parametrize("text", ["two  spaces", " leading", "trailing ", "   "])
+def test_runs_of_spaces_are_bounded_too(text: str) -> None:
+    enc = get_encoding("cl100k_base")
+    assert WordBound(enc)(text * 20) >= count_text(enc, text * 20)
 
 
 def test_what_the_table_remembers_is_bounded() -> None:
