@@ -53,7 +53,7 @@ _LINE = re.compile(r"^[ \t>*\-]*\[?[ \t]*(\d{1,4})[ \t]*\]?[ \t]*[:=.)\-]?[ \t]*
 def build_messages(prompt: Prompt, query: str, passages: list[str], max_label: int,
                    instruction: str = "") -> list[Message]:
     scale = "\n".join(f"{k} = {prompt.labels[k]}" for k in sorted(prompt.labels))
-    lines = "\n".join(prompt.render("passage", id=i, text=t) for i, t in enumerate(passages, start=1))
+    lines = "\n".join(prompt.render_passages(passages))
     user = prompt.render("user", query=query, passages=lines, num=len(passages), max_label=max_label,
                          instruction=instruction)
     return [{"role": "system", "content": prompt.render("system", max_label=max_label, scale=scale)},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -46,20 +47,34 @@ class Prompt:
     # Each template as a str.format string: rendered in C, where Template.substitute runs a
     # regex callback per placeholder (a 100-document miss renders a few thousand).
     _formats: dict[str, str] = field(init=False, repr=False, compare=False)
+    # The passage template with ($id, $text) as positional fields: a window's lines render in one map.
+    _numbered: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_formats", {k: format_string(t) for k, t in self.templates.items()})
+        passage = self.templates.get("passage")
+        object.__setattr__(self, "_numbered", format_string(passage, _NUMBERED) if passage else None)
 
     def render(self, part: str, **values: object) -> str:
         return self._formats[part].format_map(values)
 
+    def render_passages(self, texts: Sequence[str]) -> list[str]:
+        """The `passage` template for each of `texts`, with `$id` 1, 2, ..."""
+        if self._numbered is None:
+            raise KeyError("passage")
+        return list(map(self._numbered.format, range(1, len(texts) + 1), texts))
 
-def format_string(template: Template) -> str:
-    """`template` as a str.format string that renders the same: literal braces doubled, `$$` a dollar."""
+
+_NUMBERED = {"id": 0, "text": 1}
+
+
+def format_string(template: Template, positions: dict[str, int] | None = None) -> str:
+    """`template` as a str.format string that renders the same: literal braces doubled, `$$` a dollar;
+    with `positions`, those placeholders become positional fields."""
     def part(match: re.Match[str]) -> str:
         named = match.group("named") or match.group("braced")
         if named is not None:
-            return "{" + named + "}"
+            return "{" + str(positions.get(named, named) if positions else named) + "}"
         if match.group("escaped") is not None:
             return "$"
         raise ValueError(f"invalid placeholder in template: {match.group()!r}")

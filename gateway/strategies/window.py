@@ -50,12 +50,12 @@ def build_messages(prompt: Prompt, query: str, passages: list[str], instruction:
     if prompt.format == "multiturn":
         messages = [system, {"role": "user", "content": head},
                     {"role": "assistant", "content": prompt.render("prefix_ack")}]
-        for i, text in enumerate(passages, start=1):
-            messages.append({"role": "user", "content": prompt.render("passage", id=i, text=text)})
+        for i, line in enumerate(prompt.render_passages(passages), start=1):
+            messages.append({"role": "user", "content": line})
             messages.append({"role": "assistant", "content": prompt.render("passage_ack", id=i)})
         messages.append({"role": "user", "content": tail})
         return messages
-    lines = "\n".join(prompt.render("passage", id=i, text=text) for i, text in enumerate(passages, start=1))
+    lines = "\n".join(prompt.render_passages(passages))
     return [system, {"role": "user", "content": f"{head}\n\n{lines}\n\n{tail}"}]
 
 

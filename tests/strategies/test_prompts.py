@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from string import Template
 
@@ -69,6 +70,16 @@ def test_compiled_templates_render_exactly_what_string_template_does(text: str) 
     values = {"id": 7, "text": "a {brace} and $dollar", "query": "q {0}", "instruction": "", "x": 1}
     template = Template(text)
     assert format_string(template).format_map(values) == template.substitute(values)
+
+
+@pytest.mark.parametrize("text", ["[$id] $text", "{literal} ${id}th {{id}} costs $$5 $text", "only $text", "none"])
+def test_passages_render_numbered_from_one_exactly_as_string_template_does(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('kind = "listwise"\nformat = "single"\nsystem = ""\nprefix = ""\nsuffix = ""\n'
+                    f'first_suffix = ""\npassage = {json.dumps(text)}\n')
+    texts = ["a {0} and $dollar", "{text} ${id}"]
+    assert load_prompt(path).render_passages(texts) == [Template(text).substitute(id=i, text=t)
+                                                         for i, t in enumerate(texts, start=1)]
 
 
 def test_every_shipped_template_renders_as_string_template_would() -> None:
