@@ -68,14 +68,9 @@ def parse_ranking(text: str, n: int) -> list[int]:
     """
     answer = clean_answer(text)
     found = IDENTIFIER.findall(answer) or _NUMBER.findall(answer)
-    seen: dict[int, None] = {}
-    for token in found:
-        if len(token) > 6:  # a digit run this long is no identifier (and int() on it is costly)
-            continue
-        position = int(token) - 1
-        if 0 <= position < n:
-            seen.setdefault(position, None)
-    return list(seen)
+    # A digit run longer than 6 is no identifier (and int() on it is costly).
+    ids = [int(token) for token in found if len(token) <= 6]
+    return list(dict.fromkeys([i - 1 for i in ids if 0 < i <= n]))
 
 
 def parse_permutation(text: str, n: int) -> tuple[list[int], bool]:
