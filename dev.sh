@@ -127,6 +127,12 @@ need_wrk() {
     apt_install wrk || echo "could not install wrk (apt-get install wrk); the latency benchmark needs it" >&2
 }
 
+# valgrind counts the instructions of bench.instructions (and its smoke run in the test suite): Debian's package.
+need_valgrind() {
+    command -v valgrind >/dev/null 2>&1 && return
+    apt_install valgrind || echo "could not install valgrind (apt-get install valgrind); bench.instructions needs it" >&2
+}
+
 # Tests and local upstreams live on loopback; a proxy in the environment must not capture them.
 export NO_PROXY="127.0.0.1,localhost,::1${NO_PROXY:+,$NO_PROXY}"
 export no_proxy="$NO_PROXY"
@@ -149,9 +155,9 @@ serve() {
 case "$cmd" in
     setup) setup "$(test_extras)"; js_setup ;;
     serve) serve "$@" ;;
-    test) setup "$(test_extras)"; js_setup; ensure_redis_server; need_wrk; exec "$VENV/bin/python" -m pytest "$@" ;;
+    test) setup "$(test_extras)"; js_setup; ensure_redis_server; need_wrk; need_valgrind; exec "$VENV/bin/python" -m pytest "$@" ;;
     bench)
-        setup "$(test_extras)"; need_wrk
+        setup "$(test_extras)"; need_wrk; need_valgrind
         if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
             name=$1; shift; exec "$VENV/bin/python" -m "bench.$name" "$@"
         fi

@@ -22,6 +22,8 @@ NEEDS = [
     (shutil.which("wrk") is not None, "wrk is not installed (Debian package wrk; `./dev.sh test` installs it)"),
     (Path(sys.executable).with_name("py-spy").exists() or shutil.which("py-spy") is not None,
      "py-spy is not installed (the bench extra; `./dev.sh test` installs it)"),
+    (shutil.which("valgrind") is not None,
+     "valgrind is not installed (Debian package valgrind; `./dev.sh test` installs it)"),
     ((DATA_DIR / "dl19-qrels.txt").is_file(), f"TREC DL data not found in {DATA_DIR}"),
 ]
 
@@ -40,5 +42,5 @@ def test_every_benchmark_runs_in_its_smoke_configuration(tmp_path: Path) -> None
         assert written.is_file(), f"{name} wrote no JSON"
         json.loads(written.read_text())
     # The suite's own benchmarks also draw their results.
-    for name in ("latency", "quality", "cost", "profile", "cpu_per_request", "strategies"):
+    for name in ("latency", "quality", "cost", "profile", "cpu_per_request", "strategies", "instructions"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, f"{name} drew no plot"
