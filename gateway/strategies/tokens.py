@@ -151,10 +151,6 @@ _OTHER_SPACE = re.compile(r"[^\S ]")
 _PLAIN_WORD = re.compile(rb" ?[A-Z]*[a-z]*")
 
 
-def _bytes(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
 def _utf8_size(text: str) -> int | None:
     """`text`'s length in UTF-8; None when it holds lone surrogates (which tiktoken replaces)."""
     if text.isascii():
@@ -163,6 +159,12 @@ def _utf8_size(text: str) -> int | None:
         return len(text.encode("utf-8"))
     except UnicodeEncodeError:
         return None
+
+
+def _bytes(text: str) -> int:
+    """The bytes tiktoken encodes `text` as: a lone surrogate becomes U+FFFD, three bytes, as it does here."""
+    size = _utf8_size(text)
+    return size if size is not None else len(text.encode("utf-8", "surrogatepass"))
 
 
 @lru_cache(maxsize=8)

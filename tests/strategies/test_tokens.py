@@ -8,6 +8,7 @@ from gateway.strategies.sanitize import neutralize
 from gateway.strategies.tokens import (
     WordBound,
     count_messages,
+    count_messages_above,
     count_text,
     encoding_name_for,
     get_encoding,
@@ -196,3 +197,14 @@ def test_truncation_of_corpus_passages_is_unchanged_by_the_bound(name: str) -> N
                 tokens = enc.encode(passage, disallowed_special=())
                 expected = passage if len(tokens) <= budget else enc.decode(tokens[:budget], errors="ignore")
                 assert truncate(enc, passage, budget) == expected
+
+
+@given(contents=st.lists(st.text(max_size=80), min_size=1, max_size=4), enough=st.integers(min_value=-5, max_value=400))
+@settings(max_examples=200, deadline=None)
+def test_a_skeleton_is_counted_only_when_its_bytes_leave_too_little_room(contents: list[str], enough: int) -> None:
+    enc = get_encoding("cl100k_base")
+    messages = [{"role": "user", "content": text} for text in contents]  # lone surrogates included
+    exact = count_messages(enc, messages)
+    above = count_messages_above(enc, messages, enough)
+    assert above >= exact
+    assert above == exact or above <= enough  # an over-count only where it still leaves `enough`
