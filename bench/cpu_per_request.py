@@ -109,6 +109,14 @@ def measure_servers(servers: dict[str, harness.Server], mode: str, queries: list
 
 # --- the bare side: a server that replays the gateway's calls for a query, with nothing around them ---
 
+def bare_server_args(config: Path, port: int, modes: list[str], requests: int, warmup: int,
+                     documents: int) -> list[str]:
+    """The arguments to `python` that start the bare side (`bare_server`) for these queries."""
+    return ["-m", "bench.cpu_per_request", "--bare-server", str(port), "--config", str(config),
+            "--requests", str(requests), "--warmup", str(warmup), "--modes", ",".join(modes),
+            "--documents", str(documents)]
+
+
 def bare_server(config: Path, modes: list[str], count: int, documents: int, port: int) -> None:
     """Serve `POST /replay {"mode", "index"}`: the gateway's LLM calls for query `index`, built at start-up
     (its prompts, its arguments, max_retries=0) and made with `litellm.acompletion` on the gateway's
@@ -296,10 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             config = harness.write_gateway_config(workdir / "config.toml", aliases, request_timeout=300)
             port = harness.free_port()
             servers = {"gateway": harness.start_gateway(config, workdir, log_level="warning"),
-                       "bare": harness.Server("bare", harness.spawn([
-                           "-m", "bench.cpu_per_request", "--bare-server", str(port), "--config", str(config),
-                           "--requests", str(args.requests), "--warmup", str(args.warmup),
-                           "--modes", ",".join(args.modes), "--documents", str(args.documents)],
+                       "bare": harness.Server("bare", harness.spawn(
+                           bare_server_args(config, port, args.modes, args.requests, args.warmup, args.documents),
                            workdir / "bare.log"), port, workdir / "bare.log"),
                        "minimal": harness.start_module("minimal", "bench.minimal", [
                            "--api-base", target.api_base, "--model", target.model], workdir)}

@@ -204,12 +204,16 @@ def start_simulator(workdir: Path, **knobs: object) -> Server:
     return start_module("simulator", "simulator", flags, workdir)
 
 
+def gateway_args(config: Path, port: int, log_level: str = "info") -> list[str]:
+    """The arguments to `python` that serve the gateway on loopback."""
+    return ["-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--host", "127.0.0.1",
+            "--log-level", log_level]
+
+
 def start_gateway(config: Path, workdir: Path, log_level: str = "info") -> Server:
     port = free_port()
     log = workdir / "gateway.log"
-    args = ["-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--host", "127.0.0.1",
-            "--log-level", log_level]
-    return Server("gateway", spawn(args, log), port, log)
+    return Server("gateway", spawn(gateway_args(config, port, log_level), log), port, log)
 
 
 @dataclass

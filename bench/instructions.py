@@ -95,11 +95,9 @@ def count_run(config: Path, mode: str, queries: list[Query], warmup: int, measur
     workdir.mkdir(parents=True, exist_ok=True)
     gateway_port, bare_port = harness.free_port(), harness.free_port()
     servers = {
-        "gateway": start("gateway", ["-m", "gateway", "serve", "--config", str(config), "--port", str(gateway_port),
-                                     "--host", "127.0.0.1", "--log-level", "warning"], gateway_port, workdir),
-        "bare": start("bare", ["-m", "bench.cpu_per_request", "--bare-server", str(bare_port), "--config", str(config),
-                               "--requests", str(len(queries) - warmup), "--warmup", str(warmup), "--modes", mode,
-                               "--documents", str(documents)], bare_port, workdir),
+        "gateway": start("gateway", harness.gateway_args(config, gateway_port, "warning"), gateway_port, workdir),
+        "bare": start("bare", cpu_per_request.bare_server_args(config, bare_port, [mode], len(queries) - warmup,
+                                                               warmup, documents), bare_port, workdir),
     }
     try:
         for server in servers.values():
