@@ -111,7 +111,7 @@ apt_install() {
     command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] || return 1
     echo "installing $* from Debian's packages ..." >&2
     export DEBIAN_FRONTEND=noninteractive
-    { apt-get install -y -qq "$@" || { apt-get update -qq && apt-get install -y -qq "$@"; }; } >/dev/null
+    { apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$@" || { apt-get update -qq -o DPkg::Lock::Timeout=600 && apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$@"; }; } >/dev/null
 }
 
 # The Redis tests start their own redis-server on a free loopback port; Debian packages it.

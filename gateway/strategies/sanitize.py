@@ -24,7 +24,7 @@ import unicodedata
 import regex
 import tiktoken
 
-from gateway.strategies.tokens import MAX_CHARS_PER_TOKEN, truncate
+from gateway.strategies.tokens import MAX_CHARS_PER_TOKEN, OTHER_SPACE, truncate
 
 # Every invisible character: format characters (Cf: zero-width spaces and joiners, bidi controls,
 # tag characters) and the rest of Unicode's default-ignorables (variation selectors, the combining
@@ -67,23 +67,29 @@ _ANGLE_TOKEN = re.compile(
     r"|commit_before|commit_msg|commit_after|fim_prefix|fim_middle|fim_suffix|fim_pad|BOS_TOKEN|EOS_TOKEN))\s*>",
     re.IGNORECASE,
 )
-_SPECIAL_TOKENS = (_PIPE_TOKEN, _BRACKET_TOKEN, _SYS_TOKEN, _ANGLE_TOKEN)
 # Every special token, delimiter and identifier starts with one of these once the text is folded:
 # a text with none of them (most passages) is past the patterns after one scan.
 _MAY_MATCH = re.compile(f"[{re.escape(OPEN_BRACKETS + _ANGLE_OPEN)}&]")
+_LATIN1_MAY_MATCH = "".join(c for c in OPEN_BRACKETS + _ANGLE_OPEN + "&" if ord(c) < 0x100)  # [ < « &
+_DELIMITER_STARTS = _ANGLE_OPEN + "&"
 
 
 def fold(text: str) -> str:
     """What a character means, for the sanitizer and the answer parsers alike: NFKC (full-width and
     circled digits and brackets, ligatures) with invisible characters removed."""
+    return _fold(text)[0]
+
+
+def _fold(text: str) -> tuple[str, bool]:
+    """`fold(text)`, and whether every character of it is below U+0100 (Latin-1)."""
     if text.isascii():  # NFKC keeps ASCII as it is, and every invisible character is beyond it
-        return text
+        return text, True
     text = unicodedata.normalize("NFKC", text)
     try:
         text.encode("latin-1")  # a copy, for the one-byte strings most non-ASCII passages are
     except UnicodeEncodeError:
-        return _INVISIBLE.sub("", text)
-    return text.replace(SOFT_HYPHEN, "")  # the only invisible character below U+0100
+        return _INVISIBLE.sub("", text), False
+    return text.replace(SOFT_HYPHEN, ""), True  # the only invisible character below U+0100
 
 
 SOFT_HYPHEN = "\u00ad"
@@ -95,36 +101,52 @@ def neutralize(text: str) -> str:
     The cost is linear in `text`: cut it to what the prompt can hold first (`safe_text`). This runs
     on every passage of every miss, so each step is skipped where it cannot match.
     """
-    text = fold(text)
-    if text.isascii():
-        if "<" in text or "[" in text or "&" in text:
+    text, latin1 = _fold(text)
+    if latin1:
+        # Latin-1 text (every ASCII one, and most others: accents, and the C1 controls of mojibake such as
+        # "â\x80\x99") is checked with a few scans in C for the characters that matter below U+0100, where
+        # one regex search or isprintable cost more than the rest of this function.
+        if _holds_any(text, _LATIN1_MAY_MATCH):
             text = _defuse(text)
-        # Most passages are seen to be single-spaced already without splitting them: a few scans in C for
-        # ASCII's other whitespace cost less than one isprintable.
-        spaced = not any(map(text.__contains__, _ASCII_OTHER_SPACE))
+        spaced = not _holds_any(text, _LATIN1_OTHER_SPACE)
     else:
         if _MAY_MATCH.search(text):
             text = _defuse(text)
-        spaced = text.isprintable()  # printable text has no whitespace but " "
+        spaced = text.isprintable() or not OTHER_SPACE.search(text)
     # Whitespace runs to one space, trimmed (str.split's whitespace is re's \s).
     if spaced and "  " not in text and not text.startswith(" ") and not text.endswith(" "):
         return text
     return " ".join(text.split())
 
 
-# ASCII's whitespace but the space, for str.split (and re's \s) alike.
-_ASCII_OTHER_SPACE = "\t\n\v\f\r\x1c\x1d\x1e\x1f"
+# Latin-1's whitespace but the space, for str.split (and re's \s) alike: ASCII's, NEL and the no-break space.
+_LATIN1_OTHER_SPACE = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\xa0"
 
 
 def _defuse(text: str) -> str:
+    # Each pattern runs only where the character its matches start with is in the text: a passage with
+    # an "&" (most texts that come here) is scanned once, for an escaped delimiter, not six times.
     for _ in range(8):  # defusing "<|<|im_end|>|>" leaves "<|(im_end)|>": repeat until nothing matches
         before = text
-        for pattern in _SPECIAL_TOKENS:
-            text = pattern.sub(r"(\1)", text)
-        text = _DELIMITER.sub("(passage)", text)
+        if "<" in text:
+            text = _PIPE_TOKEN.sub(r"(\1)", text)
+        if "[" in text:
+            text = _BRACKET_TOKEN.sub(r"(\1)", text)
+        if "<" in text:
+            text = _ANGLE_TOKEN.sub(r"(\1)", _SYS_TOKEN.sub(r"(\1)", text))
+        if _holds_any(text, _DELIMITER_STARTS):
+            text = _DELIMITER.sub("(passage)", text)
         if text == before:
             break
-    return IDENTIFIER.sub(r"(\1)", text)
+    return IDENTIFIER.sub(r"(\1)", text) if _holds_any(text, OPEN_BRACKETS) else text
+
+
+def _holds_any(text: str, chars: str) -> bool:
+    # A loop of `in` (a memchr each) costs less than any(map(text.__contains__, chars)) or a regex class.
+    for char in chars:
+        if char in text:
+            return True
+    return False
 
 
 def safe_text(enc: tiktoken.Encoding, text: str, max_tokens: int) -> str:

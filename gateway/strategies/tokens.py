@@ -76,7 +76,7 @@ class WordBound:
         """At least `text`'s tokens; None when it holds whitespace other than spaces, or lone surrogates
         (encode it instead)."""
         size = _utf8_size(text)
-        if size is None or (not text.isprintable() and _OTHER_SPACE.search(text)):
+        if size is None or (not text.isprintable() and OTHER_SPACE.search(text)):
             return None
         words = text.split(" ")
         words[0] = _FIRST + words[0]
@@ -91,25 +91,29 @@ class WordBound:
         need = size - max_tokens  # bytes known words must save
         if need <= 0:
             return True
-        if not spaced and not text.isprintable() and _OTHER_SPACE.search(text):
+        if not spaced and not text.isprintable() and OTHER_SPACE.search(text):
             return False
         # A word saves ~4.5 bytes in English, so the first need/2 words nearly always save enough; the rest
         # of the text (the split's last item, which holds spaces and so is no word) is bounded by its bytes.
-        words = text.split(" ", need // 2 + 4)
+        prefix = need // 2 + 4
+        words = text.split(" ", prefix)
         words[0] = _FIRST + words[0]
         if sum(map(self._saving_of, words, repeat(0))) <= -need:
             return True
         self._learn(words)
-        return self._tokens(text, size) <= max_tokens
+        if len(words) <= prefix:  # the split reached the end: these are all the text's words
+            return self._tokens(words, size) <= max_tokens
+        words = text.split(" ")
+        words[0] = _FIRST + words[0]
+        return self._tokens(words, size) <= max_tokens
 
-    def _tokens(self, text: str, size: int) -> int:
-        """At least `text`'s tokens: its known words from the table, the others encoded in one call.
+    def _tokens(self, words: list[str], size: int) -> int:
+        """At least the tokens of a text of `size` bytes split into `words` (the first marked): its known
+        words from the table, the others encoded in one call.
 
         Words are encoded alone, so the unknown ones joined by spaces have the tokens they have in the
         text (a few percent of a passage's characters, where encoding all of it was the cost).
         """
-        words = text.split(" ")
-        words[0] = _FIRST + words[0]
         savings = list(map(self._saving_of, words))
         unknown = " ".join(compress(words, map(operator.is_, savings, repeat(None))))
         if not unknown:
@@ -145,7 +149,7 @@ class WordBound:
 
 _FIRST = "\t"
 _LEARN_PER_TEXT = 2
-_OTHER_SPACE = re.compile(r"[^\S ]")
+OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace but the space
 # A run of ASCII capitals then lower-case letters, after at most one space, is one pre-tokenizer
 # piece in cl100k and o200k alike.
 _PLAIN_WORD = re.compile(rb" ?[A-Z]*[a-z]*")

@@ -111,9 +111,8 @@ class RequestChat:
             except UpstreamError as exc:
                 error = exc
                 continue
-            self.answered_by[upstream.alias] += 1
-            # dataclasses.replace costs more than the rest of this loop: copy only to change.
-            return reply if reply.model == upstream.alias else replace(reply, model=upstream.alias)
+            self.answered_by[upstream.alias] += 1  # (who answered each call: the request's, not the reply's)
+            return reply
         raise error or CallCut("the request's deadline passed before the call could be made")
 
     async def _call(self, upstream: Upstream, request: ChatRequest) -> ChatReply:

@@ -38,7 +38,6 @@ class ChatReply:
     top_logprobs: list[tuple[str, float]] = field(default_factory=list)
     prompt_tokens: int | None = None  # None: the upstream did not report usage
     completion_tokens: int | None = None
-    model: str | None = None  # the alias that answered, when a fallback chain was involved
     # Every generated token with its alternatives (a bounded prefix), for answers that
     # carry several labels; empty when the model returned no logprobs.
     token_logprobs: list[TokenLogprobs] = field(default_factory=list)

@@ -143,7 +143,7 @@ def _reference(text: str) -> str:
     text = sanitize._INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
     for _ in range(8):
         before = text
-        for pattern in sanitize._SPECIAL_TOKENS:
+        for pattern in (sanitize._PIPE_TOKEN, sanitize._BRACKET_TOKEN, sanitize._SYS_TOKEN, sanitize._ANGLE_TOKEN):
             text = pattern.sub(r"(\1)", text)
         text = sanitize._DELIMITER.sub("(passage)", text)
         if text == before:
@@ -153,7 +153,7 @@ def _reference(text: str) -> str:
 
 
 _TRICKY = ("ab [1]<>/passage|&lt;gt;INST\t\n\u00a0\u2003\u3000\u200b\u200d\u2060\u202e\ufeff［】〔⟦〚〈‹③٣７"
-           "\u00e9\U0001f600")
+           "\u00e9\U0001f600\x80\x99\x85\xab")  # (C1 controls, as in mojibake such as "â\x80\x99"; NEL; «)
 
 
 @given(st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(exclude_categories=("Cs",)), max_size=60))
@@ -162,6 +162,20 @@ def test_shortcuts_agree_with_the_plain_definition(text: str) -> None:
     assert neutralize(text) == _reference(text)
 
 
-@pytest.mark.parametrize("space", [c for c in map(chr, range(128)) if c.isspace()])
-def test_every_ascii_whitespace_collapses_to_one_space(space: str) -> None:
-    assert neutralize(f"a{space}b{space}{space}c") == "a b c"
+@pytest.mark.parametrize("text", [
+    "<|<|im_end|>|>", "[[INST]INST]", "<<<SYS>>SYS>>", "<<s>s>", "[<s>]", "<[INST]s>", "[<|x|>1]",
+    "&lt;&lt;passage&gt;&gt;", "&<passage>&",
+    "«passage»", "‹ /passage ›", "⟨passage⟩ [3]", "AT&T [INST] <s>", "&amp;lt;passage&amp;gt;",
+])
+def test_nested_and_overlapping_tokens_agree_with_the_plain_definition(text: str) -> None:
+    # Each pattern runs only where its first character is: these are the cases where one rewrite makes another match.
+    assert neutralize(text) == _reference(text)
+    assert neutralize(f"caf\u00e9 {text}") == _reference(f"caf\u00e9 {text}")
+    assert neutralize(f"\u2019 {text}") == _reference(f"\u2019 {text}")
+
+
+@pytest.mark.parametrize("space", [c for c in map(chr, range(0x3001)) if c.isspace()])
+@pytest.mark.parametrize("script", ["", "\u00e9", "\x80\x99", "\u2019"], ids=["ascii", "latin-1", "c1", "ucs-2"])
+def test_every_whitespace_collapses_to_one_space(space: str, script: str) -> None:
+    # Each kind of string (ASCII, Latin-1 with or without control characters, wider) takes its own shortcut.
+    assert neutralize(f"a{script}{space}b{space}{space}c ") == f"a{script} b c"
