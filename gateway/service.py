@@ -424,24 +424,24 @@ class RerankService:
 
     def _observe_attempt(self, alias: str, seconds: float, failure: str | None) -> None:
         assert self.metrics is not None
-        self.metrics.llm_latency.labels(alias).observe(seconds)
+        self.metrics.labelled(self.metrics.llm_latency, alias).observe(seconds)
         if failure:
-            self.metrics.llm_failures.labels(alias, failure).inc()
+            self.metrics.labelled(self.metrics.llm_failures, alias, failure).inc()
 
     def _observe(self, answer: RerankAnswer) -> None:
         assert self.metrics is not None
         meta, m = answer.meta, self.metrics
-        m.cache.labels("hit" if meta.cached else "miss").inc()
+        m.labelled(m.cache, "hit" if meta.cached else "miss").inc()
         if meta.cached:
             return
-        m.tokens.labels(meta.model_alias, "input").inc(answer.prompt_tokens)
-        m.tokens.labels(meta.model_alias, "output").inc(answer.completion_tokens)
-        m.cost.labels(meta.model_alias).inc(meta.cost_usd)
-        m.parse_failures.labels(meta.strategy).inc(meta.parse_failures)
+        m.labelled(m.tokens, meta.model_alias, "input").inc(answer.prompt_tokens)
+        m.labelled(m.tokens, meta.model_alias, "output").inc(answer.completion_tokens)
+        m.labelled(m.cost, meta.model_alias).inc(meta.cost_usd)
+        m.labelled(m.parse_failures, meta.strategy).inc(meta.parse_failures)
         if meta.hedges:
-            m.hedges.labels(meta.model_alias).inc(meta.hedges)
+            m.labelled(m.hedges, meta.model_alias).inc(meta.hedges)
         if meta.partial:
-            m.partial.labels(meta.strategy).inc()
+            m.labelled(m.partial, meta.strategy).inc()
 
     def _raise_if_mostly_failed(self, ranking: Ranking) -> None:
         stats = ranking.stats

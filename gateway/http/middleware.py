@@ -71,8 +71,8 @@ class RequestContextMiddleware:
             written = True
             latency = time.monotonic() - started
             route = route_label(scope["path"], self.known_paths)
-            self.metrics.requests.labels(route, str(status), log.get("model", "-")).inc()
-            self.metrics.request_latency.labels(route).observe(latency)
+            self.metrics.labelled(self.metrics.requests, route, str(status), log.get("model", "-")).inc()
+            self.metrics.labelled(self.metrics.request_latency, route).observe(latency)
             if self.log_requests() and scope["path"] not in _QUIET:
                 access_log.info(encode({
                     "request_id": request_id, "method": scope["method"], "route": route, "status": status,

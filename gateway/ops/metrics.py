@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -21,6 +22,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
+M = TypeVar("M", Counter, Histogram)
 
 
 def multiprocess_dir() -> str | None:
@@ -74,6 +76,7 @@ class Metrics:
                                    "2 open (the worst of all workers)", registry=r, multiprocess_mode="livemax")
         self.reload_ok.set(1)
         self._config_labels: tuple[str, str] | None = None
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
         # The embedded model's worker queue (0 when no embedded model is in use); see watch_local_model.
         # Read at scrape time from this process, so with --workers N each worker reports only its own.
         self.local_queued = Gauge("rerank_gateway_local_model_queued", "Embedded-model calls waiting", registry=r)
@@ -82,6 +85,16 @@ class Metrics:
         self.local_cancelled = Gauge("rerank_gateway_local_model_cancelled",
                                      "Embedded-model calls dropped or stopped because their caller left "
                                      "(since start)", registry=r)
+
+    def labelled(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, kept: prometheus_client takes a lock and checks the values on each call,
+        and every LLM attempt and answer asks for one of the same few children (label values are bounded).
+        Not for a metric whose children are removed (config_info)."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child  # type: ignore[return-value]
 
     def watch_local_model(self, status: Callable[[], Mapping[str, int] | None]) -> None:
         """Read the embedded model's queue from `status()` at every scrape."""
