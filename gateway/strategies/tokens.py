@@ -120,7 +120,7 @@ class WordBound:
             return size + sum(savings)  # type: ignore[arg-type]  # (no None among them)
         rest = unknown[1:] if unknown.startswith(_FIRST) else " " + unknown  # as the words stand in the text
         return (size + sum(filter(None, savings)) - len(rest.encode("utf-8"))
-                + len(self.enc.encode(rest, disallowed_special=())))
+                + len(self.enc.encode_ordinary(rest)))
 
     def _saved(self, words: list[str]) -> int:
         """What `words` save (<= 0), learning a few of those not met yet."""
@@ -144,7 +144,7 @@ class WordBound:
 
     def _saving(self, word: str) -> int:
         alone = word[1:] if word.startswith(_FIRST) else " " + word
-        return len(self.enc.encode(alone, disallowed_special=())) - len(alone.encode("utf-8"))
+        return len(self.enc.encode_ordinary(alone)) - len(alone.encode("utf-8"))
 
 
 _FIRST = "\t"
@@ -188,7 +188,9 @@ def word_bound(enc: tiktoken.Encoding) -> WordBound:
 
 
 def count_text(enc: tiktoken.Encoding, text: str) -> int:
-    return len(enc.encode(text, disallowed_special=()))
+    # Untrusted text holding "<|endoftext|>" is plain text to us: encode_ordinary, which also skips
+    # encode()'s search for special tokens.
+    return len(enc.encode_ordinary(text))
 
 
 def count_messages(enc: tiktoken.Encoding, messages: Sequence[Message]) -> int:
@@ -209,7 +211,7 @@ def truncate(enc: tiktoken.Encoding, text: str, max_tokens: int, spaced: bool = 
     text = text[: max(max_tokens, 0) * MAX_CHARS_PER_TOKEN]
     if word_bound(enc).fits(text, max_tokens, spaced):  # a text no longer in bytes than the budget, first of all
         return text
-    tokens = enc.encode(text, disallowed_special=())
+    tokens = enc.encode_ordinary(text)
     if len(tokens) <= max_tokens:
         return text
     # A cut can split a multi-byte character; decoding drops the broken tail.
