@@ -78,9 +78,7 @@ class WordBound:
         size = _utf8_size(text)
         if size is None or (not text.isprintable() and OTHER_SPACE.search(text)):
             return None
-        words = text.split(" ")
-        words[0] = _FIRST + words[0]
-        return size + self._saved(words)
+        return size + self._saved(_words(text))
 
     def fits(self, text: str, max_tokens: int, spaced: bool = False) -> bool:
         """Whether `text` has at most `max_tokens` tokens, shown without encoding it (False: not shown).
@@ -93,19 +91,16 @@ class WordBound:
             return True
         if not spaced and not text.isprintable() and OTHER_SPACE.search(text):
             return False
-        # A word saves ~4.5 bytes in English, so the first need/2 words nearly always save enough; the rest
-        # of the text (the split's last item, which holds spaces and so is no word) is bounded by its bytes.
+        # The first need/2 + 4 words show it for 90 % of the DL19 passages over their budget in bytes (need/4 + 2
+        # words: 37 %); the rest of the text (the split's last item, which holds spaces and so is no word) is
+        # bounded by its bytes.
         prefix = need // 2 + 4
-        words = text.split(" ", prefix)
-        words[0] = _FIRST + words[0]
+        words = _words(text, prefix)
         if sum(map(self._saving_of, words, repeat(0))) <= -need:
             return True
         self._learn(words)
-        if len(words) <= prefix:  # the split reached the end: these are all the text's words
-            return self._tokens(words, size) <= max_tokens
-        words = text.split(" ")
-        words[0] = _FIRST + words[0]
-        return self._tokens(words, size) <= max_tokens
+        # A split that reached the end holds all the text's words.
+        return self._tokens(words if len(words) <= prefix else _words(text), size) <= max_tokens
 
     def _tokens(self, words: list[str], size: int) -> int:
         """At least the tokens of a text of `size` bytes split into `words` (the first marked): its known
@@ -148,6 +143,14 @@ class WordBound:
 
 
 _FIRST = "\t"
+
+
+def _words(text: str, limit: int = -1) -> list[str]:
+    """`text` split at its spaces (at most `limit` times), the first word marked."""
+    words = text.split(" ", limit)
+    words[0] = _FIRST + words[0]
+    return words
+
 _LEARN_PER_TEXT = 2
 OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace but the space
 # A run of ASCII capitals then lower-case letters, after at most one space, is one pre-tokenizer
