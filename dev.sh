@@ -111,7 +111,9 @@ apt_install() {
     command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] || return 1
     echo "installing $* from Debian's packages ..." >&2
     export DEBIAN_FRONTEND=noninteractive
-    { apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$@" || { apt-get update -qq -o DPkg::Lock::Timeout=600 && apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$@"; }; } >/dev/null
+    # Another apt (a fresh VM's unattended upgrades, a second setup) may hold the dpkg lock: wait for it.
+    local wait=(-o DPkg::Lock::Timeout=600)
+    { apt-get install -y -qq "${wait[@]}" "$@" || { apt-get update -qq "${wait[@]}" && apt-get install -y -qq "${wait[@]}" "$@"; }; } >/dev/null
 }
 
 # The Redis tests start their own redis-server on a free loopback port; Debian packages it.

@@ -128,7 +128,7 @@ def _defuse(text: str) -> str:
     # an "&" (most texts that come here) is scanned once, for an escaped delimiter, not six times.
     for _ in range(8):  # defusing "<|<|im_end|>|>" leaves "<|(im_end)|>": repeat until nothing matches
         before = text
-        if "<" in text:
+        if "<" in text:  # (the patterns keep their order: <|...|>, then [INST], then <<SYS>> and <s>)
             text = _PIPE_TOKEN.sub(r"(\1)", text)
         if "[" in text:
             text = _BRACKET_TOKEN.sub(r"(\1)", text)

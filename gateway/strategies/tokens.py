@@ -143,6 +143,11 @@ class WordBound:
 
 
 _FIRST = "\t"
+_LEARN_PER_TEXT = 2
+OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace but the space
+# A run of ASCII capitals then lower-case letters, after at most one space, is one pre-tokenizer
+# piece in cl100k and o200k alike.
+_PLAIN_WORD = re.compile(rb" ?[A-Z]*[a-z]*")
 
 
 def _words(text: str, limit: int = -1) -> list[str]:
@@ -150,12 +155,6 @@ def _words(text: str, limit: int = -1) -> list[str]:
     words = text.split(" ", limit)
     words[0] = _FIRST + words[0]
     return words
-
-_LEARN_PER_TEXT = 2
-OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace but the space
-# A run of ASCII capitals then lower-case letters, after at most one space, is one pre-tokenizer
-# piece in cl100k and o200k alike.
-_PLAIN_WORD = re.compile(rb" ?[A-Z]*[a-z]*")
 
 
 def _utf8_size(text: str) -> int | None:
