@@ -142,6 +142,16 @@ def wait_for_shared_hits(gateways: list, label: str, seconds: float = 45) -> Non
     raise AssertionError(f"no shared hits {seconds:g}s after Redis came back")
 
 
+# Before a breaker opens: its 3 failures, and the commands already waiting beside them (2 clients' requests and
+# their background renewals); then a probe per cooldown (1 s, then 2 s, ...), frozen and after the kill.
+MAX_TIMEOUTS_PER_REPLICA = 20
+
+
+def redis_errors(metrics: str, kind: str) -> float:
+    return sum(float(v) for v in re.findall(rf'^rerank_gateway_redis_errors_total{{[^}}]*kind="{kind}"[^}}]*}} (\S+)$',
+                                             metrics, re.M))
+
+
 def test_redis_frozen_then_killed_under_load_never_fails_a_request(replicas, redis_server) -> None:
     gateways = replicas(cache="")
     with Load(gateways) as load:
@@ -164,11 +174,16 @@ def test_redis_frozen_then_killed_under_load_never_fails_a_request(replicas, red
     assert all(r.status_code == 200 and r.json()["cache"]["state"] == "degraded" for r in degraded)
     healthy, frozen = load.latencies("healthy"), load.latencies("frozen")
     assert len(frozen) > 20 and len(load.latencies("killed")) > 20
-    # A request waits on a frozen Redis for a few 50 ms timeouts at most, until the breaker opens.
-    assert frozen[-1] - healthy[len(healthy) // 2] < 0.6, (healthy[-5:], frozen[-5:])
-    metrics = httpx.get(f"{gateways[0].url}/metrics").text
-    assert 'rerank_gateway_redis_errors_total{kind="timeout"' in metrics
-    assert 'rerank_gateway_redis_errors_total{kind="connection"' in metrics
+    # Each replica waits on a frozen Redis for a few 50 ms timeouts, until its breaker opens, and then only for
+    # a probe now and then: counted, not timed (a shared machine's stalls show in any one request's latency).
+    metrics = [httpx.get(f"{g.url}/metrics").text for g in gateways]
+    timeouts = [redis_errors(m, "timeout") for m in metrics]
+    print(f"redis timeouts per replica {timeouts}; {len(frozen)} requests while frozen")
+    assert all(0 < n <= MAX_TIMEOUTS_PER_REPLICA for n in timeouts), timeouts
+    assert all(redis_errors(m, "connection") > 0 for m in metrics)
+    # So most requests while it is frozen wait on none: their median is the healthy one's, give or take a timeout.
+    assert frozen[len(frozen) // 2] < healthy[len(healthy) // 2] + 0.25, (healthy[::10], frozen[::10])
+    metrics = metrics[0]
     # The breaker's state is exported (on a busy machine late timers may have opened it again since).
     assert re.search(r"^rerank_gateway_redis_breaker_state [012]\.0$", metrics, re.M)
 
