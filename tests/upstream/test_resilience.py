@@ -115,14 +115,16 @@ async def test_an_open_circuit_is_skipped_without_a_call() -> None:
 
 @pytest.mark.anyio
 async def test_an_attempt_is_cut_at_the_deadline_which_may_move_later_while_it_runs() -> None:
+    answered: list[bool] = []
+
     async def slow(request: ChatRequest) -> ChatReply:
         await asyncio.sleep(0.3)
+        answered.append(True)
         return ChatReply("ok")
 
-    started = time.monotonic()
     with pytest.raises(UpstreamTimeout):
         await chat(upstream("a", slow), seconds=0.1).complete(REQUEST)
-    assert time.monotonic() - started < 0.25
+    assert not answered  # cut (cancelled) at 0.1 s, not waited for
     # A request joining this computation pushed the deadline out: the call runs to its answer.
     deadline = [time.monotonic() + 0.1]
     requester = RequestChat([upstream("b", slow)], POLICY, RetryBudget(1.0), lambda: deadline[0])
