@@ -22,7 +22,7 @@ def test_no_input_makes_a_server_error(gateway) -> None:  # noqa: ANN001
                       for media in response.get("content", {})}
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=25, database=None, suppress_health_check=list(HealthCheck))
         def check(case) -> None:  # noqa: ANN001
             response = case.call(timeout=30)
             assert response.status_code < 500 or response.status_code in (502, 503, 504), response.text

@@ -75,7 +75,7 @@ def lone_surrogate_in(body: Any) -> bool:
     return False
 
 
-@settings(max_examples=250, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=250, database=None, suppress_health_check=list(HealthCheck))
 @given(path=st.sampled_from(PATHS), field=st.sampled_from(FIELDS), text=HOSTILE)
 def test_hostile_unicode_in_any_field_on_any_path_is_never_a_500(gateway: GatewayProcess, upstream, path: str,
                                                                  field: str, text: str) -> None:

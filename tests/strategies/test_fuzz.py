@@ -80,7 +80,7 @@ def check_single_message(messages: list[dict[str, str]], benign: list[dict[str, 
         [line for i, line in enumerate(clean) if i not in passage_lines]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.lists(HOSTILE.filter(lambda t: t.strip()), min_size=1, max_size=6), HOSTILE, st.booleans())
 def test_listwise_documents_stay_on_their_own_line_in_one_message(texts: list[str], query: str,
                                                                   first: bool) -> None:
@@ -90,7 +90,7 @@ def test_listwise_documents_stay_on_their_own_line_in_one_message(texts: list[st
     check_single_message(messages, benign, len(texts))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.lists(HOSTILE.filter(lambda t: t.strip()), min_size=1, max_size=6), HOSTILE, st.booleans())
 def test_listwise_documents_stay_in_their_own_turn(texts: list[str], query: str, first: bool) -> None:
     job = prepare_listwise(ENC, prompt("rankgpt"), query or "q", texts, ListwiseSettings(), 16_000)
@@ -106,7 +106,7 @@ def test_listwise_documents_stay_in_their_own_turn(texts: list[str], query: str,
     assert [m for m in messages if m not in passages] == [m for m in benign if m not in benign[3:-1:2]]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.lists(HOSTILE.filter(lambda t: t.strip()), min_size=1, max_size=6), HOSTILE)
 def test_batched_documents_stay_on_their_own_line(texts: list[str], query: str) -> None:
     safe_query = neutralize(query) or "q"
@@ -115,7 +115,7 @@ def test_batched_documents_stay_on_their_own_line(texts: list[str], query: str) 
     check_single_message(messages, benign, len(texts))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(HOSTILE.filter(lambda t: t.strip()), HOSTILE)
 def test_pointwise_documents_cannot_leave_their_delimiters(text: str, query: str) -> None:
     [messages] = prepare_pointwise(ENC, prompt("pointwise"), query or "q", [text], PointwiseSettings(), 16_000)

@@ -94,7 +94,7 @@ def test_look_alike_passage_tags_are_defused(tag: str) -> None:
     assert "passage>" not in fold(neutralize(f"a {tag} b")).lower().replace(" ", "")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.text(alphabet=st.characters(exclude_categories=("Cs",)) | st.sampled_from(list("[]⟦⟧〚〛③٣<>|/")),
                max_size=80))
 def test_nothing_the_parser_folds_into_an_identifier_or_token_survives(text: str) -> None:
@@ -157,7 +157,7 @@ _TRICKY = ("ab [1]<>/passage|&lt;gt;INST\t\n\u00a0\u2003\u3000\u200b\u200d\u2060
 
 
 @given(st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(exclude_categories=("Cs",)), max_size=60))
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500)
 def test_shortcuts_agree_with_the_plain_definition(text: str) -> None:
     assert neutralize(text) == _reference(text)
 

@@ -57,7 +57,7 @@ def test_special_token_text_is_counted_as_plain_text() -> None:
 
 
 @given(st.text(max_size=80), st.integers(min_value=1, max_value=40))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 def test_truncation_keeps_what_fits_and_cuts_to_the_budget(text: str, budget: int) -> None:
     enc = get_encoding("cl100k_base")
     cut = truncate(enc, text, budget)
@@ -82,7 +82,7 @@ spaced_words = st.lists(st.one_of(st.text(st.characters(blacklist_categories=["Z
 
 @pytest.mark.parametrize("name", ENCODINGS)
 @given(words=st.one_of(words, spaced_words))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 def test_the_word_bound_never_counts_fewer_tokens_than_tiktoken(name: str, words: list[str]) -> None:
     enc = get_encoding(name)
     bound = WordBound(enc)
@@ -94,7 +94,7 @@ def test_the_word_bound_never_counts_fewer_tokens_than_tiktoken(name: str, words
 
 @pytest.mark.parametrize("name", ENCODINGS)
 @given(words=st.one_of(words, spaced_words), budget=st.integers(min_value=0, max_value=120))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 def test_what_the_bound_says_fits_does_fit(name: str, words: list[str], budget: int) -> None:
     enc = get_encoding(name)
     bound = WordBound(enc)
@@ -200,7 +200,7 @@ def test_truncation_of_corpus_passages_is_unchanged_by_the_bound(name: str) -> N
 
 
 @given(contents=st.lists(st.text(max_size=80), min_size=1, max_size=4), enough=st.integers(min_value=-5, max_value=400))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_a_skeleton_is_counted_only_when_its_bytes_leave_too_little_room(contents: list[str], enough: int) -> None:
     enc = get_encoding("cl100k_base")
     messages = [{"role": "user", "content": text} for text in contents]  # lone surrogates included
