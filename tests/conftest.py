@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # assertion, which this suite does not make. Each test's own @settings inherits this.
 settings.register_profile("suite", deadline=None)
 settings.load_profile("suite")
+
 FAKE_KEY = "sk-fake-upstream-key-0123456789"
 
 # The plain sliding window without logprobs: one call per window, rank scores. Most tests of

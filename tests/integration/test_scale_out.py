@@ -183,9 +183,8 @@ def test_redis_frozen_then_killed_under_load_never_fails_a_request(replicas, red
     assert all(redis_errors(m, "connection") > 0 for m in metrics)
     # So most requests while it is frozen wait on none: their median is the healthy one's, give or take a timeout.
     assert frozen[len(frozen) // 2] < healthy[len(healthy) // 2] + 0.25, (healthy[::10], frozen[::10])
-    metrics = metrics[0]
     # The breaker's state is exported (on a busy machine late timers may have opened it again since).
-    assert re.search(r"^rerank_gateway_redis_breaker_state [012]\.0$", metrics, re.M)
+    assert re.search(r"^rerank_gateway_redis_breaker_state [012]\.0$", metrics[0], re.M)
 
 
 def test_a_corrupt_or_foreign_value_in_redis_is_a_miss_never_an_error(replicas, redis_server) -> None:
