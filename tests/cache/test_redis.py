@@ -144,10 +144,8 @@ async def test_the_store_fails_fast_and_counts_what_failed(redis_server) -> None
     try:
         with pytest.raises(StoreUnavailable):
             await s.run("get", lambda r: r.get("x"))
-        asked = len(seen)
         with pytest.raises(StoreUnavailable, match="circuit open"):
-            await s.run("get", lambda r: r.get("x"))  # the breaker is open: Redis is not even asked
-        assert len(seen) == asked
+            await s.run("get", lambda r: r.get("x"))  # the breaker is open: Redis is not even asked (`seen` below)
     finally:
         redis_server.thaw()
     assert seen == [("ping", None), ("get", "timeout")] and states == ["open"]
