@@ -105,8 +105,9 @@ def test_429_waits_for_retry_after(reliable, upstream) -> None:
 def test_a_retry_after_beyond_the_deadline_is_not_waited_for(reliable, upstream) -> None:
     upstream.faults.queue("flaky", Fault.status_code(429, retry_after="30"))
     started = time.monotonic()
-    response = rerank(reliable, "flaky", timeout=2)
-    assert response.status_code == 502 and time.monotonic() - started < 1.5
+    response = rerank(reliable, "flaky", timeout=4)
+    # Given up at once: waiting would have lasted to the 4 s deadline (the bound leaves room for a busy machine).
+    assert response.status_code == 502 and time.monotonic() - started < 3
     assert response.headers["retry-after"] == "30"
 
 
@@ -126,7 +127,8 @@ def test_deadline_from_the_header(reliable, upstream) -> None:
     started = time.monotonic()
     response = reliable.post("/v1/rerank", json={"query": "q", "documents": DOCS, "model": "hanging"},
                              headers={"x-request-timeout": "0.5"})
-    assert response.status_code == 504 and time.monotonic() - started < 1.0
+    # Cut at the header's 0.5 s, not at the config's 5 s default.
+    assert response.status_code == 504 and time.monotonic() - started < 3
     assert reliable.post("/v1/rerank", json={"query": "q", "documents": DOCS},
                          headers={"x-request-timeout": "soon"}).status_code == 400
 
