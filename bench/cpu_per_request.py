@@ -117,6 +117,11 @@ def bare_server_args(config: Path, port: int, modes: list[str], requests: int, w
             "--documents", str(documents)]
 
 
+def minimal_server_args(target: harness.Target, port: int) -> list[str]:
+    """The arguments to `python` that start the minimal side (`bench.minimal`) against `target`."""
+    return ["-m", "bench.minimal", "--port", str(port), "--api-base", target.api_base, "--model", target.model]
+
+
 def bare_server(config: Path, modes: list[str], count: int, documents: int, port: int) -> None:
     """Serve `POST /replay {"mode", "index"}`: the gateway's LLM calls for query `index`, built at start-up
     (its prompts, its arguments, max_retries=0) and made with `litellm.acompletion` on the gateway's
@@ -302,13 +307,14 @@ def main(argv: list[str] | None = None) -> int:
             target = up.target("instant")
             aliases = {harness.ALIASES[kind]: choice for kind, choice in harness.baseline_aliases(target).items()}
             config = harness.write_gateway_config(workdir / "config.toml", aliases, request_timeout=300)
-            port = harness.free_port()
+            port, minimal_port = harness.free_port(), harness.free_port()
             servers = {"gateway": harness.start_gateway(config, workdir, log_level="warning"),
                        "bare": harness.Server("bare", harness.spawn(
                            bare_server_args(config, port, args.modes, args.requests, args.warmup, args.documents),
                            workdir / "bare.log"), port, workdir / "bare.log"),
-                       "minimal": harness.start_module("minimal", "bench.minimal", [
-                           "--api-base", target.api_base, "--model", target.model], workdir)}
+                       "minimal": harness.Server("minimal", harness.spawn(
+                           minimal_server_args(target, minimal_port), workdir / "minimal.log"), minimal_port,
+                           workdir / "minimal.log")}
             bar = plot.progress(args.repeat, "cpu_per_request")
             try:
                 for server in servers.values():

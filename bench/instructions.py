@@ -6,19 +6,24 @@ machine, more than the overhead it looks for. This counts instructions instead
 bench` installs), which do not depend on the machine's load: the same code gives
 the same count to a fraction of a percent, so a change of 1% is seen in one run.
 
-The two processes are the ones `bench.cpu_per_request` compares, each run under
+The three processes are the ones `bench.cpu_per_request` compares, each run under
 valgrind, asked the same queries in turn against the simulator at ~0 ms:
 
     gateway   the gateway (cache off), its HTTP edge, service and LiteLLM calls
     bare      a server replaying exactly the gateway's LLM calls for each query
               with `litellm.acompletion` (prompts built before anything is counted)
+    minimal   `bench.minimal`, the ~150-line pipeline: no sanitizing, no token
+              counting, LiteLLM's defaults (its collector, its own HTTP session)
 
 Each side is run twice, after the same warm-up: once with no measured request and
 once with `--requests`; the difference, over the requests, is what one request
 costs, start-up and warm-up cancelled out. gateway - bare, per LLM call, is the
 gateway's work outside LiteLLM; "of a call" relates it to what LiteLLM's own
-call costs in the same count. Cache misses and the kernel are not counted: CPU
-time (`bench.cpu_per_request`) stays the measure of record.
+call costs in the same count; gateway/minimal is the work the gateway does against
+the pipeline anyone would write first. Cache misses and the kernel are not counted:
+code that reads large tables (the word table that bounds passages) costs more time
+per instruction than code that streams over strings, so CPU time
+(`bench.cpu_per_request`) stays the measure of record.
 
     .venv/bin/python -m bench.instructions [--requests 4] [--modes listwise,pointwise] [--smoke]
 """
@@ -40,7 +45,7 @@ from bench import cli, cpu_per_request, harness, plot, report, upstream
 from bench.trec import Query
 
 _TOTAL = re.compile(r"I\s+refs:\s+([\d,]+)")
-SIDES = ("gateway", "bare")
+SIDES = ("gateway", "bare", "minimal")
 
 
 @dataclass
@@ -89,15 +94,16 @@ def total_instructions(server: harness.Server, timeout: float) -> int:
     return int(found[-1].replace(",", ""))
 
 
-def count_run(config: Path, mode: str, queries: list[Query], warmup: int, measured: int, documents: int,
-              workdir: Path, timeout: float) -> tuple[dict[str, int], int]:
-    """Both sides under valgrind: `warmup` requests, then `measured` more; their totals, and the gateway's calls."""
+def count_run(config: Path, target: harness.Target, mode: str, queries: list[Query], warmup: int, measured: int,
+              documents: int, workdir: Path, timeout: float) -> tuple[dict[str, int], int]:
+    """Every side under valgrind: `warmup` requests, then `measured` more; their totals, and the gateway's calls."""
     workdir.mkdir(parents=True, exist_ok=True)
-    gateway_port, bare_port = harness.free_port(), harness.free_port()
+    gateway_port, bare_port, minimal_port = harness.free_port(), harness.free_port(), harness.free_port()
     servers = {
         "gateway": start("gateway", harness.gateway_args(config, gateway_port, "warning"), gateway_port, workdir),
         "bare": start("bare", cpu_per_request.bare_server_args(config, bare_port, [mode], len(queries) - warmup,
                                                                warmup, documents), bare_port, workdir),
+        "minimal": start("minimal", cpu_per_request.minimal_server_args(target, minimal_port), minimal_port, workdir),
     }
     try:
         for server in servers.values():
@@ -111,11 +117,11 @@ def count_run(config: Path, mode: str, queries: list[Query], warmup: int, measur
             server.stop()
 
 
-def measure(config: Path, mode: str, queries: list[Query], args: argparse.Namespace,
+def measure(config: Path, target: harness.Target, mode: str, queries: list[Query], args: argparse.Namespace,
             workdir: Path) -> dict[str, Count]:
     """The run with requests less the run without, both at once (valgrind runs one core per process)."""
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda k: count_run(config, mode, queries, args.warmup, k, args.documents,
+        runs = list(pool.map(lambda k: count_run(config, target, mode, queries, args.warmup, k, args.documents,
                                                  workdir / f"{mode}-{k}", args.timeout), (0, args.requests)))
     (idle, _), (busy, calls) = runs
     return {side: Count(args.requests, calls, busy[side] - idle[side]) for side in SIDES}
@@ -129,20 +135,25 @@ def overhead_per_call(counts: dict[str, Count]) -> float:
 def format_table(result: dict[str, dict[str, Count]]) -> str:
     rows = []
     for mode, counts in result.items():
-        gateway, bare = counts["gateway"], counts["bare"]
+        gateway, bare, minimal = counts["gateway"], counts["bare"], counts["minimal"]
         gap = overhead_per_call(counts)
         rows.append([mode, str(gateway.requests), f"{gateway.llm_calls / gateway.requests:.1f}",
                      f"{gateway.per_request / 1e6:.1f}", f"{bare.per_request / 1e6:.1f}",
-                     f"{(gateway.per_request - bare.per_request) / 1e6:.2f}", f"{gap / 1e6:.3f}",
-                     f"{100 * gap / bare.per_call:.1f}%", f"{gateway.per_request / bare.per_request:.3f}x"])
-    return report.table(["mode", "req", "calls/req", "gateway M/req", "bare M/req", "overhead M/req",
-                         "overhead M/call", "of a call", "gateway/bare"], rows)
+                     f"{minimal.per_request / 1e6:.1f}", f"{(gateway.per_request - bare.per_request) / 1e6:.2f}",
+                     f"{gap / 1e6:.3f}", f"{100 * gap / bare.per_call:.1f}%",
+                     f"{gateway.per_request / bare.per_request:.3f}x", f"{gateway_over_minimal(counts):.3f}x"])
+    return report.table(["mode", "req", "calls/req", "gateway M/req", "bare M/req", "minimal M/req", "overhead M/req",
+                         "overhead M/call", "of a call", "gateway/bare", "gateway/minimal"], rows)
+
+
+def gateway_over_minimal(counts: dict[str, Count]) -> float:
+    return counts["gateway"].per_request / counts["minimal"].per_request
 
 
 def write_plot(result: dict[str, dict[str, Count]], path: Path) -> Path:
     labels = [f"{mode}: {side}" for mode in result for side in SIDES]
     values = [report.spread([result[mode][side].per_call / 1e6]) for mode in result for side in SIDES]
-    return plot.bars(path, "Instructions per LLM call of a 100-document miss: the gateway, its own calls made bare",
+    return plot.bars(path, "Instructions per LLM call of a 100-document miss",
                      labels, [("million instructions per call", values)])
 
 
@@ -181,15 +192,17 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for mode in args.modes:
                     bar.set_postfix_str(mode)
-                    result[mode] = measure(config, mode, queries, args, workdir)
+                    result[mode] = measure(config, target, mode, queries, args, workdir)
                     bar.update()
             finally:
                 bar.close()
     print(f"instructions per {args.documents}-document miss (valgrind, {args.requests} requests after "
-          f"{args.warmup} warm-up, less the same run without them): the gateway and its own LLM calls made bare")
+          f"{args.warmup} warm-up, less the same run without them): the gateway, its own LLM calls made bare, "
+          "the minimal pipeline")
     print(format_table(result))
     report.write_json(args.json, {"args": cli.as_json(args), "counts": result,
                                   "overhead_per_call": {m: overhead_per_call(c) for m, c in result.items()},
+                                  "gateway_over_minimal": {m: gateway_over_minimal(c) for m, c in result.items()},
                                   "cpus": os.cpu_count()})
     print(f"wrote {args.json} and {write_plot(result, args.json.with_suffix('.png'))}")
     return 0
