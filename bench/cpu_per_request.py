@@ -1,9 +1,9 @@
 """The gateway's own CPU time per 100-document rerank miss, against the same calls made without it.
 
 Three measurements of the same sequential requests (distinct TREC DL queries, so
-nothing is cached) to the same upstream (the simulator at ~0 ms), in one run; the
-three are asked each query in turn, so a shared machine's drifting load falls on
-all alike:
+nothing is cached, and each run of `--repeat` asks queries no other run asked) to
+the same upstream (the simulator at ~0 ms), in one run; the three are asked each
+query in turn, so a shared machine's drifting load falls on all alike:
 
     gateway   the gateway process (cache off), from /proc/<pid>/stat
     bare      a server replaying exactly the gateway's LLM calls for each query (its prompts,
@@ -59,15 +59,18 @@ def benchmark_queries(count: int) -> list[Query]:
     # Distinct queries, so nothing could be answered from any cache.
     queries = load_queries("dl19") + load_queries("dl20")
     if count > len(queries):
-        raise SystemExit(f"only {len(queries)} distinct queries; ask for fewer requests")
+        raise SystemExit(f"only {len(queries)} distinct queries, and every measured request of every run asks "
+                         f"one of its own; ask for fewer requests or runs")
     return queries[:count]
 
 
 def measure_servers(servers: dict[str, harness.Server], mode: str, queries: list[Query], warmup: int,
-                    documents: int, timeout: float) -> dict[str, Measurement]:
+                    documents: int, timeout: float, measured: range | None = None) -> dict[str, Measurement]:
     """Sequential requests, each query to every server in turn, so they share the machine's load as it
     drifts (CPU per request does not depend on overlap, and sequential keeps the upstream from starving a
-    server of a core)."""
+    server of a core). `queries[:warmup]` warm up; `measured` (the indices measured, by default the rest)
+    lets each run of a repeated benchmark ask queries of its own, so that no run is answered from what an
+    earlier one taught a process (the gateway's table of words it has met)."""
     import httpx
 
     def send(http: httpx.Client, server: harness.Server, index: int) -> int | None:
@@ -96,14 +99,15 @@ def measure_servers(servers: dict[str, harness.Server], mode: str, queries: list
         # Whole-phase CPU per process: what a server does after it answered (LiteLLM's logging tasks,
         # the access line) belongs to the request, and runs while the next server is asked.
         start = {name: counters.process_cpu_seconds(server.pid) for name, server in servers.items()}
-        for index in range(warmup, len(queries)):
+        measured = measured if measured is not None else range(warmup, len(queries))
+        for index in measured:
             for name, server in servers.items():
                 started = time.perf_counter()
                 calls += send(http, server, index) or 0
                 wall[name] += time.perf_counter() - started
         time.sleep(0.2)
         cpu = {name: counters.process_cpu_seconds(server.pid) - start[name] for name, server in servers.items()}
-    requests = len(queries) - warmup
+    requests = len(measured)
     return {name: Measurement(requests, calls, cpu[name], wall[name]) for name in servers}
 
 
@@ -287,10 +291,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def measure(servers: dict[str, harness.Server], args: argparse.Namespace, queries: list[Query]) -> Run:
+def measure(servers: dict[str, harness.Server], args: argparse.Namespace, queries: list[Query], number: int) -> Run:
+    """Run `number` (from 0): the warm-up queries, then measured queries no other run asks."""
     run: Run = {side: {} for side in SIDES}
+    first = args.warmup + number * args.requests
     for mode in args.modes:
-        measured = measure_servers(servers, mode, queries, args.warmup, args.documents, min(args.timeout, 300.0))
+        measured = measure_servers(servers, mode, queries, args.warmup, args.documents, min(args.timeout, 300.0),
+                                   range(first, first + args.requests))
         for side, measurement in measured.items():
             run[side][mode] = measurement
     return run
@@ -301,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bare_server:
         bare_server(args.config, args.modes, args.warmup + args.requests, args.documents, args.bare_server)
         return 0
-    queries = benchmark_queries(args.warmup + args.requests)
+    queries = benchmark_queries(args.warmup + args.requests * args.repeat)
     with harness.workdir() as workdir:
         with upstream.running(None, workdir) as up:
             target = up.target("instant")
@@ -310,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             port, minimal_port = harness.free_port(), harness.free_port()
             servers = {"gateway": harness.start_gateway(config, workdir, log_level="warning"),
                        "bare": harness.Server("bare", harness.spawn(
-                           bare_server_args(config, port, args.modes, args.requests, args.warmup, args.documents),
+                           bare_server_args(config, port, args.modes, args.requests * args.repeat, args.warmup,
+                                            args.documents),
                            workdir / "bare.log"), port, workdir / "bare.log"),
                        "minimal": harness.Server("minimal", harness.spawn(
                            minimal_server_args(target, minimal_port), workdir / "minimal.log"), minimal_port,
@@ -322,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = []
                 for number in range(args.repeat):
                     bar.set_postfix_str(f"run {number + 1}")
-                    runs.append(measure(servers, args, queries))
+                    runs.append(measure(servers, args, queries, number))
                     bar.update()
             finally:
                 bar.close()
