@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import ModelSettings, Settings
+from gateway.config import CacheSettings, ModelSettings, Settings
 from gateway.errors import UpstreamError
 from gateway.service import RerankQuery, RerankService
 from gateway.strategies.registry import build_strategies
@@ -112,3 +112,16 @@ async def test_a_hosted_model_answer_has_no_warnings() -> None:
     answer = await service({"main": (pointwise(), MockChatClient(graded_by_position))}).rerank(
         RerankQuery("q", DOCS[:3], fusion_weight=0.0))
     assert answer.meta.warnings == [] and answer.meta.input_order_tau == 1.0 and answer.meta.ranked_documents == 3
+
+
+@pytest.mark.anyio
+async def test_with_the_cache_off_every_request_is_ranked_anew_and_none_is_a_hit() -> None:
+    chat = MockChatClient(graded_by_position)
+    settings = Settings(builtin_models=False, default_model="main", models={"main": pointwise()},
+                        cache=CacheSettings(enabled=False))
+    rerank = RerankService(settings, {"main": ModelRuntime("main", pointwise(), chat)},
+                           build_strategies(settings, PROMPTS)).rerank
+    first, second = await rerank(RerankQuery("q", DOCS[:4])), await rerank(RerankQuery("q", DOCS[:4]))
+    assert len(chat.requests) == 8
+    assert not first.hit and not second.hit
+    assert first.results == second.results
