@@ -332,10 +332,11 @@ class RerankService:
             instruction=query.instruction,
             token_budget=query.token_budget,
         )
-        # With the cache off no key is read or written: hashing the documents would be wasted.
-        key = request_key(self._key_config(model, name, strategy, task), query=query.query, texts=texts,
-                          instruction=query.instruction, token_budget=query.token_budget,
-                          tenant=query.tenant if self.cache_scope == "key" else None) if self.cache.enabled else ""
+        key = ""  # with the cache off no key is read or written: hashing the documents would be wasted
+        if self.cache.enabled:
+            key = request_key(self._key_config(model, name, strategy, task), query=query.query, texts=texts,
+                              instruction=query.instruction, token_budget=query.token_budget,
+                              tenant=query.tenant if self.cache_scope == "key" else None)
         metered = meter is not None and meter.limits_tokens
         reservation: Reservation | None = None
 
