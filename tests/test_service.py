@@ -30,9 +30,10 @@ def bad_key(request: ChatRequest) -> ChatReply:
     raise UpstreamError("upstream model openai/x failed (HTTP 401): invalid key", status=401, retryable=False)
 
 
-def service(models: dict[str, tuple[ModelSettings, MockChatClient]], default: str = "main") -> RerankService:
-    settings = Settings(builtin_models=False, default_model=default,
-                        models={alias: s for alias, (s, _) in models.items()})
+def service(models: dict[str, tuple[ModelSettings, MockChatClient]], default: str = "main",
+            **extra: object) -> RerankService:
+    settings = Settings(builtin_models=False, default_model=default,  # type: ignore[arg-type]
+                        models={alias: s for alias, (s, _) in models.items()}, **extra)
     runtimes = {alias: ModelRuntime(alias, s, chat) for alias, (s, chat) in models.items()}
     return RerankService(settings, runtimes, build_strategies(settings, PROMPTS))
 
@@ -117,10 +118,7 @@ async def test_a_hosted_model_answer_has_no_warnings() -> None:
 @pytest.mark.anyio
 async def test_with_the_cache_off_every_request_is_ranked_anew_and_none_is_a_hit() -> None:
     chat = MockChatClient(graded_by_position)
-    settings = Settings(builtin_models=False, default_model="main", models={"main": pointwise()},
-                        cache=CacheSettings(enabled=False))
-    rerank = RerankService(settings, {"main": ModelRuntime("main", pointwise(), chat)},
-                           build_strategies(settings, PROMPTS)).rerank
+    rerank = service({"main": (pointwise(), chat)}, cache=CacheSettings(enabled=False)).rerank
     first, second = await rerank(RerankQuery("q", DOCS[:4])), await rerank(RerankQuery("q", DOCS[:4]))
     assert len(chat.requests) == 8
     assert not first.hit and not second.hit
