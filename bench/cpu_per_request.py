@@ -73,6 +73,8 @@ def measure_servers(servers: dict[str, harness.Server], mode: str, queries: list
     earlier one taught a process (the gateway's table of words it has met)."""
     import httpx
 
+    measured = measured if measured is not None else range(warmup, len(queries))
+
     def send(http: httpx.Client, server: harness.Server, index: int) -> int | None:
         query = queries[index]
         if server.name == "bare":
@@ -99,7 +101,6 @@ def measure_servers(servers: dict[str, harness.Server], mode: str, queries: list
         # Whole-phase CPU per process: what a server does after it answered (LiteLLM's logging tasks,
         # the access line) belongs to the request, and runs while the next server is asked.
         start = {name: counters.process_cpu_seconds(server.pid) for name, server in servers.items()}
-        measured = measured if measured is not None else range(warmup, len(queries))
         for index in measured:
             for name, server in servers.items():
                 started = time.perf_counter()
