@@ -147,6 +147,7 @@ def bare_server(config: Path, modes: list[str], count: int, documents: int, port
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    from gateway.upstream import dispatch
     from gateway.upstream.litellm_client import register_prices
 
     settings = load_settings(config)
@@ -177,8 +178,11 @@ def bare_server(config: Path, modes: list[str], count: int, documents: int, port
     calls = {mode: [calls_for(mode, q) for q in queries] for mode in modes}
     limit = asyncio.Semaphore(settings.pointwise.concurrency)
 
+    inline = dispatch.runs_inline(model.litellm_model, model.resolved_api_base())
+
     async def call(kwargs: dict[str, Any]) -> None:
-        (await litellm.acompletion(**base, **kwargs)).choices[0].message.content  # noqa: B018
+        with dispatch.inline_dispatch(inline):  # LiteLLM reached as the gateway reaches it
+            (await litellm.acompletion(**base, **kwargs)).choices[0].message.content  # noqa: B018
 
     async def judge(kwargs: dict[str, Any]) -> None:
         async with limit:
@@ -201,8 +205,13 @@ def bare_server(config: Path, modes: list[str], count: int, documents: int, port
     settle_heap()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False))
+
+    async def serve() -> None:
+        dispatch.install()
+        await server.serve()
+
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(server.serve())
+        runner.run(serve())
 
 
 def format_table(run: Run) -> str:

@@ -20,6 +20,7 @@ from gateway.ops.metrics import Metrics
 from gateway.ops.reload import ConfigHolder, read_config, watch
 from gateway.ops.state import Gateway
 from gateway.service import RerankService
+from gateway.upstream import dispatch
 
 logger = logging.getLogger("gateway")
 
@@ -67,6 +68,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         warm_up()
+        dispatch.install()
         store = holder.current.service.store
         if public and store is not None and not await store.connect():
             logger.warning("Redis at %s does not answer: serving without it until it does", store.status()["url"])

@@ -17,7 +17,7 @@ import litellm
 
 from gateway.config import ModelSettings
 from gateway.errors import ModelUnavailable, UpstreamError, UpstreamTimeout
-from gateway.upstream import wire
+from gateway.upstream import dispatch, wire
 from gateway.upstream.chat import MAX_ANSWER_CHARS, ChatReply, ChatRequest, TokenLogprobs
 from gateway.upstream.redact import Redactor
 from gateway.upstream.resilience import parse_retry_after
@@ -63,6 +63,7 @@ class LiteLLMChatClient:
             local_llm.register(n_ctx=settings.context_window + settings.context_window // 4,
                                n_threads=settings.n_threads)
         register_prices(settings)
+        self.inline = dispatch.runs_inline(settings.litellm_model, self.api_base)
         # Keys, base URLs and installed packages do not change while the process runs, so
         # this is settled once here instead of on every request and call.
         self._unavailable = self._find_unavailable_reason()
@@ -86,7 +87,8 @@ class LiteLLMChatClient:
             kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
         try:
             async with asyncio.timeout(timeout):
-                response = await _send(kwargs)
+                with dispatch.inline_dispatch(self.inline):
+                    response = await _send(kwargs)
         except (TimeoutError, litellm.Timeout) as exc:
             raise UpstreamTimeout(
                 f"upstream model {self.settings.litellm_model} timed out after {timeout:g}s"
