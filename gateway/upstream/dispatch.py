@@ -25,8 +25,9 @@ from typing import Any
 import litellm
 import litellm.main
 
-# Providers whose `completion(acompletion=True)` returns a coroutine without doing I/O itself.
-ASYNC_PROVIDERS = frozenset({"openai", "azure", "local"})
+# Providers whose `completion(acompletion=True)` returns a coroutine without doing I/O itself. (Not Azure:
+# with Entra ID settings in the environment its client setup may fetch a token, synchronously.)
+ASYNC_PROVIDERS = frozenset({"openai", "local"})
 
 _INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("litellm_inline_dispatch", default=False)
 

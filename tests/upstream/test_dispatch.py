@@ -29,7 +29,7 @@ def openai_client(upstream: FakeUpstream) -> LiteLLMChatClient:
 def test_only_providers_litellm_reaches_asynchronously_are_dispatched_on_the_loop() -> None:
     assert dispatch.runs_inline("openai/gpt-4o-mini", None)
     assert dispatch.runs_inline("openai/anything", "http://127.0.0.1:1/v1")
-    assert dispatch.runs_inline("azure/my-deployment", "https://example.openai.azure.com")
+    assert not dispatch.runs_inline("azure/my-deployment", "https://example.openai.azure.com")
     assert not dispatch.runs_inline("anthropic/claude-3-5-sonnet-20241022", None)
     assert not dispatch.runs_inline("no-such-provider/model", None)  # LiteLLM says what is wrong at the call
 
