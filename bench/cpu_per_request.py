@@ -7,7 +7,7 @@ query in turn, so a shared machine's drifting load falls on all alike:
 
     gateway   the gateway process (cache off), from /proc/<pid>/stat
     bare      a server replaying exactly the gateway's LLM calls for each query (its prompts,
-              its arguments, max_retries=0, its event loop and heap settings) with
+              its arguments, max_retries=0, its event loop, heap settings and executor) with
               `litellm.acompletion`: gateway - bare, per LLM call, is the
               gateway's overhead outside LiteLLM (target <= 0.5 ms per call)
     minimal   `bench.minimal`, the ~150-line pipeline with the minimal prompt, as a server:
@@ -130,7 +130,8 @@ def minimal_server_args(target: harness.Target, port: int) -> list[str]:
 def bare_server(config: Path, modes: list[str], count: int, documents: int, port: int) -> None:
     """Serve `POST /replay {"mode", "index"}`: the gateway's LLM calls for query `index`, built at start-up
     (its prompts, its arguments, max_retries=0) and made with `litellm.acompletion` on the gateway's
-    event loop and heap settings. Asked in turn with the other two, it shares their drifting load."""
+    event loop, heap settings and executor (LiteLLM's dispatch on the loop, as the gateway's client marks it).
+    Asked in turn with the other two, it shares their drifting load."""
     # Order matters: gateway sets LITELLM_LOCAL_MODEL_COST_MAP etc. before litellm loads.
     import gateway  # noqa: F401, I001
     from gateway.strategies import sliding, window

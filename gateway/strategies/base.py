@@ -126,6 +126,15 @@ class RankTask:
     logprobs: bool
     instruction: str | None = None
     token_budget: int | None = None  # the client's per-document budget, when it asked for one
+    # What `prepared` built for this task, by its key: never part of equality.
+    _prepared: dict[object, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def prepared(self, key: object, build: Callable[[], T]) -> T:
+        """`build()`, once per task and `key`: a metered request estimates its cost from the same
+        prepared passages it is then ranked with, so they are prepared once, not twice."""
+        if key not in self._prepared:
+            self._prepared[key] = build()
+        return self._prepared[key]  # type: ignore[no-any-return]
 
 
 class Strategy(Protocol):

@@ -72,8 +72,7 @@ class ListwiseStrategy:
         longest passages it may hold, with a single-token call's fallback permutation; and the
         grading calls of the longest documents that may be graded."""
         settings = with_budget(self.settings, task.token_budget)
-        job = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings, task.context_window,
-                      task.instruction, self.largest_window(settings))
+        job = self._job(task, settings)
         n = len(job.passages)
         if n < 2:
             return 0
@@ -84,15 +83,18 @@ class ListwiseStrategy:
                                    self.max_graded(n, settings), logprobs=True)
         return total
 
+    def _job(self, task: RankTask, settings: ListwiseSettings) -> ListwiseJob:
+        return task.prepared(self, lambda: prepare(task.encoding, self.prompt, task.query, list(task.texts), settings,
+                                                   task.context_window, task.instruction,
+                                                   self.largest_window(settings)))
+
     def _calibrates(self, task: RankTask, settings: ListwiseSettings) -> bool:
         return bool(settings.calibrate_top and task.logprobs and len(task.texts) > 1)
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)
         texts = list(task.texts)
-        job = await off_loop(texts, lambda: prepare(task.encoding, self.prompt, task.query, texts, settings,
-                                                    task.context_window, task.instruction,
-                                                    self.largest_window(settings)))
+        job = await off_loop(texts, lambda: self._job(task, settings))
         stats = CallStats()
         ranker = WindowRanker(self.prompt, settings, task.encoding, stats, first=self.first and task.logprobs)
         grader = None

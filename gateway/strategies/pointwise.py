@@ -200,12 +200,14 @@ class Pointwise(PromptedStrategy[PointwiseSettings]):
     def estimate_tokens(self, task: RankTask) -> int:
         """Exact prompts (one per document) plus the label each call may answer."""
         settings = with_budget(self.settings, task.token_budget)
-        conversations = prepare(task.encoding, self.prompt, task.query, list(task.texts), settings,
-                                task.context_window, task.instruction)
+        conversations = self._conversations(task, settings)
         return sum(count_messages(task.encoding, m) + answer_tokens(task.logprobs) for m in conversations)
 
     async def rank(self, chat: ChatClient, task: RankTask) -> Ranking:
         settings = with_budget(self.settings, task.token_budget)
-        conversations = await off_loop(task.texts, lambda: prepare(
-            task.encoding, self.prompt, task.query, list(task.texts), settings, task.context_window, task.instruction))
+        conversations = await off_loop(task.texts, lambda: self._conversations(task, settings))
         return await rank_pointwise(chat, task.encoding, conversations, settings, task.logprobs)
+
+    def _conversations(self, task: RankTask, settings: PointwiseSettings) -> list[list[Message]]:
+        return task.prepared(self, lambda: prepare(task.encoding, self.prompt, task.query, list(task.texts), settings,
+                                                   task.context_window, task.instruction))

@@ -108,3 +108,22 @@ def test_no_documents_to_rank_cost_nothing() -> None:
     for strategy in strategies(Settings()).values():
         assert strategy.estimate_tokens(task(["only one"])) <= strategy.estimate_tokens(task(["one", "two"]))
         assert strategy.estimate_tokens(task([])) == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["sliding", "tdpart", "pointwise"])
+async def test_a_metered_request_prepares_its_passages_once_for_the_estimate_and_the_ranking(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.strategies.listwise as listwise
+    import gateway.strategies.pointwise as pointwise
+
+    module = pointwise if name == "pointwise" else listwise
+    real, prepared = module.prepare, []
+    monkeypatch.setattr(module, "prepare", lambda *args, **kwargs: prepared.append(1) or real(*args, **kwargs))
+    strategy = strategies(Settings())[name]
+    job = task(documents(30, seed=7))
+    estimate = strategy.estimate_tokens(job)
+    model = MODELS["answers well"]()
+    await strategy.rank(model.client(), job)
+    assert prepared == [1] and worst_case(model) <= estimate
