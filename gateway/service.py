@@ -37,7 +37,7 @@ from gateway.strategies import wire
 from gateway.strategies.base import Ranking, RankTask, Strategy, TokenUsage, off_loop
 from gateway.strategies.prompts import default_prompts_dir, load_prompts
 from gateway.strategies.registry import build_strategies, resolve
-from gateway.strategies.scoring import fuse, kendall_tau
+from gateway.strategies.scoring import cached_kendall_tau, fuse
 from gateway.strategies.tokens import count_text, encoding_name_for, get_encoding, word_bound
 from gateway.upstream.chain import RequestChat
 from gateway.upstream.resilience import RetryBudget
@@ -479,7 +479,7 @@ class RerankService:
         # Fusion is applied after the cache: it does not change what the LLM said.
         weight = query.fusion_weight if query.fusion_weight is not None else model.settings.fusion_weight
         order, scores = fuse(order, scores, weight)
-        tau = kendall_tau(order)
+        tau = cached_kendall_tau(tuple(order))  # a cache hit's order was counted before
         skipped = {"llm_calls": stats.cut_calls, "documents": ranking.unranked} if result.partial else None
         warnings = answer_warnings(model, ranked, total, tau, instead_of, skipped)
         top_n = min(query.top_n or len(order), len(order))

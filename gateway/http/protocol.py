@@ -88,9 +88,9 @@ class RerankRequest(BaseModel):
         if not isinstance(value, list) or not value:
             raise PydanticCustomError("invalid_documents", "documents must be a non-empty list")
         rank_fields = info.data.get("rank_fields")
-        if not rank_fields and all(type(item) is str for item in value):
-            # The common case, strings, checked without a call per document.
-            if all(item and not item.isspace() for item in value):
+        if not rank_fields and set(map(type, value)) == {str}:
+            # The common case, strings, checked in C: none empty, none only whitespace.
+            if all(value) and not any(map(str.isspace, value)):
                 return [{"text": item} for item in value]
         return [_document(i, item, rank_fields) for i, item in enumerate(value)]
 

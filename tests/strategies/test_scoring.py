@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.strategies.scoring import fuse, kendall_tau, linear_scores
+from gateway.strategies.scoring import cached_kendall_tau, fuse, kendall_tau, linear_scores
 
 
 def pairwise_tau(order: list[int]) -> float:
@@ -40,3 +40,12 @@ def test_fusion_blends_with_the_callers_order_and_stays_sorted() -> None:
     order, scores = fuse([2, 0, 1], [1.0, 0.5, 0.0], 0.5)
     assert scores == sorted(scores, reverse=True)
     assert fuse([2, 0, 1], [1.0, 0.5, 0.0], 1.0) == ([2, 0, 1], [1.0, 0.5, 0.0])
+
+
+def test_the_remembered_tau_is_the_counted_one_and_its_memory_is_bounded() -> None:
+    rng = random.Random(11)
+    for _ in range(50):
+        order = list(range(100))
+        rng.shuffle(order)
+        assert cached_kendall_tau(tuple(order)) == kendall_tau(order)
+    assert cached_kendall_tau.cache_info().maxsize == 1024
