@@ -98,6 +98,13 @@ class WordBound:
         words = _words(text, prefix)
         if sum(map(self._saving_of, words, repeat(0))) <= -need:
             return True
+        # A word with a closing mark ("France,") is rarely in the table; without the marks (each still
+        # counted as its byte: `size` is the text's own) most words are.
+        plain = _plain(text)
+        if len(plain) < len(text):
+            text, words = plain, _words(plain, prefix)
+            if sum(map(self._saving_of, words, repeat(0))) <= -need:
+                return True
         self._learn(words)
         # A split that reached the end holds all the text's words.
         return self._tokens(words if len(words) <= prefix else _words(text), size) <= max_tokens
@@ -148,6 +155,18 @@ OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace but the space
 # A run of ASCII capitals then lower-case letters, after at most one space, is one pre-tokenizer
 # piece in cl100k and o200k alike.
 _PLAIN_WORD = re.compile(rb" ?[A-Z]*[a-z]*")
+
+
+# A comma, period, colon, semicolon, question or exclamation mark after an ASCII letter or digit and before
+# a space (or the end) is a pre-tokenizer piece of its own in cl100k and o200k alike, one token of one byte:
+# the letters or digits before it end where it starts, and no piece after it could have begun with it. So a
+# text's tokens are those of the text without such marks, plus one per mark.
+_CLOSING_MARK = re.compile(r"[,.;:!?](?<=[A-Za-z0-9].)(?= |\Z)")
+
+
+def _plain(text: str) -> str:
+    """`text` without its closing marks (`_CLOSING_MARK`), for bounding only: never what a prompt shows."""
+    return _CLOSING_MARK.sub("", text)
 
 
 def _words(text: str, limit: int = -1) -> list[str]:

@@ -159,9 +159,14 @@ class RequestChat:
                     self.hedges += 1
                     tasks.append(asyncio.ensure_future(self._attempt(upstream, request)))
         finally:
-            for task in tasks:
+            running = [t for t in tasks if not t.done()]
+            for task in running:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in tasks:  # an outcome nobody looked at is read, so none is reported as never retrieved
+                if task.done() and not task.cancelled():
+                    task.exception()
+            if running:  # (the common case, one attempt that answered, has nothing to wait for)
+                await asyncio.gather(*running, return_exceptions=True)
 
     def _may_hedge(self, upstream: Upstream, delay: float) -> bool:
         # Never queue a duplicate behind other calls, never near the deadline, never on a sick upstream.

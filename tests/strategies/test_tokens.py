@@ -92,6 +92,36 @@ def test_the_word_bound_never_counts_fewer_tokens_than_tiktoken(name: str, words
         assert bound(text) >= count_text(enc, text)
 
 
+# Words ending in the marks the bound reads apart ("France," "3." "e.g."), among others that look alike.
+marked_words = st.lists(st.builds(lambda stem, marks: stem + marks,
+                                  st.sampled_from(["the", "France", "e.g", "U.S", "12", "1,000", "x", "é", "'s",
+                                                   ")", "ab\u0301", "", "HTTPServer", "\u0663"]),
+                                  st.text(alphabet=",.;:!?)'\"", max_size=3)),
+                        max_size=40)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+@given(words=marked_words, budget=st.integers(min_value=0, max_value=120))
+@settings(max_examples=400)
+def test_words_with_closing_marks_are_bounded_as_tiktoken_counts_them(name: str, words: list[str],
+                                                                      budget: int) -> None:
+    enc = get_encoding(name)
+    bound = WordBound(enc)
+    text = " ".join(words)
+    for _ in range(2):  # before and after it learned some of the words
+        if bound.fits(text, budget, spaced=True):
+            assert count_text(enc, text) <= budget
+        assert bound(text) >= count_text(enc, text)
+
+
+def test_a_word_with_a_closing_mark_is_read_as_the_word_and_a_byte() -> None:
+    enc = get_encoding("cl100k_base")
+    bound = WordBound(enc)
+    bound.enc = None  # type: ignore[assignment]  # nothing may be encoded: every word is in the table
+    text = " ".join(["information,", "retrieval."] * 30)
+    assert bound.fits(text, count_text(enc, text), spaced=True)
+
+
 @pytest.mark.parametrize("name", ENCODINGS)
 @given(words=st.one_of(words, spaced_words), budget=st.integers(min_value=0, max_value=120))
 @settings(max_examples=400)
