@@ -96,18 +96,22 @@ class WordBound:
         # bounded by its bytes.
         prefix = need // 2 + 4
         words = _words(text, prefix)
-        if sum(map(self._saving_of, words, repeat(0))) <= -need:
+        if self._save(words, need):
             return True
         # A word with a closing mark ("France,") is rarely in the table; without the marks (each still
         # counted as its byte: `size` is the text's own) most words are.
         plain = _plain(text)
         if len(plain) < len(text):
             text, words = plain, _words(plain, prefix)
-            if sum(map(self._saving_of, words, repeat(0))) <= -need:
+            if self._save(words, need):
                 return True
         self._learn(words)
         # A split that reached the end holds all the text's words.
         return self._tokens(words if len(words) <= prefix else _words(text), size) <= max_tokens
+
+    def _save(self, words: list[str], need: int) -> bool:
+        """Whether the known ones of `words` save at least `need` bytes (an unknown word saves none)."""
+        return sum(map(self._saving_of, words, repeat(0))) <= -need
 
     def _tokens(self, words: list[str], size: int) -> int:
         """At least the tokens of a text of `size` bytes split into `words` (the first marked): its known

@@ -1,7 +1,7 @@
 """LiteLLM's synchronous half of an async call, run on the event loop instead of in a worker thread.
 
-`litellm.acompletion` hands `litellm.completion` to the loop's default executor on every
-call. For a provider LiteLLM reaches asynchronously (the OpenAI SDK's path, the embedded
+`litellm.acompletion` hands its synchronous `completion()` to the loop's default executor on
+every call. For a provider LiteLLM reaches asynchronously (the OpenAI SDK's path, the embedded
 model) that call only builds the request and returns a coroutine, which is then awaited
 on the loop: the thread buys no concurrency (it holds the GIL for all of that work) and
 costs a wake-up of a worker, two GIL hand-offs and a wake-up of the loop per call.
