@@ -79,19 +79,6 @@ spaced_words = st.lists(st.one_of(st.text(st.characters(blacklist_categories=["Z
                                           max_size=12), st.sampled_from(["", "the", "\0the", "'s", "12", "a,"])),
                         max_size=30)
 
-
-@pytest.mark.parametrize("name", ENCODINGS)
-@given(words=st.one_of(words, spaced_words))
-@settings(max_examples=400)
-def test_the_word_bound_never_counts_fewer_tokens_than_tiktoken(name: str, words: list[str]) -> None:
-    enc = get_encoding(name)
-    bound = WordBound(enc)
-    text = " ".join(words)
-    for _ in range(2):  # before and after it learned some of the words
-        assert bound(text) is not None
-        assert bound(text) >= count_text(enc, text)
-
-
 # Words ending in the marks the bound reads apart ("France," "3." "e.g."), among others that look alike.
 marked_words = st.lists(st.builds(lambda stem, marks: stem + marks,
                                   st.sampled_from(["the", "France", "e.g", "U.S", "12", "1,000", "x", "é", "'s",
@@ -101,16 +88,14 @@ marked_words = st.lists(st.builds(lambda stem, marks: stem + marks,
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
-@given(words=marked_words, budget=st.integers(min_value=0, max_value=120))
+@given(words=st.one_of(words, spaced_words, marked_words))
 @settings(max_examples=400)
-def test_words_with_closing_marks_are_bounded_as_tiktoken_counts_them(name: str, words: list[str],
-                                                                      budget: int) -> None:
+def test_the_word_bound_never_counts_fewer_tokens_than_tiktoken(name: str, words: list[str]) -> None:
     enc = get_encoding(name)
     bound = WordBound(enc)
     text = " ".join(words)
     for _ in range(2):  # before and after it learned some of the words
-        if bound.fits(text, budget, spaced=True):
-            assert count_text(enc, text) <= budget
+        assert bound(text) is not None
         assert bound(text) >= count_text(enc, text)
 
 
@@ -123,7 +108,7 @@ def test_a_word_with_a_closing_mark_is_read_as_the_word_and_a_byte() -> None:
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
-@given(words=st.one_of(words, spaced_words), budget=st.integers(min_value=0, max_value=120))
+@given(words=st.one_of(words, spaced_words, marked_words), budget=st.integers(min_value=0, max_value=120))
 @settings(max_examples=400)
 def test_what_the_bound_says_fits_does_fit(name: str, words: list[str], budget: int) -> None:
     enc = get_encoding(name)
